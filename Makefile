@@ -1,0 +1,30 @@
+# The two commands a newcomer types: `make course` and `make test`. Everything else is set-up they call.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUILD := build
+STAMP := $(VENV)/.installed
+
+.PHONY: course test setup benchmark clean-build
+
+$(STAMP): requirements/lock.txt requirements/base.in pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements/base.in -c requirements/lock.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+course: $(STAMP)
+	$(BIN)/python -m anyref.course --out $(BUILD)/course
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+benchmark: $(STAMP)
+	$(BIN)/python scripts/benchmark_text_referring.py
+
+clean-build:
+	rm -rf $(BUILD)

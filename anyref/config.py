@@ -1,0 +1,173 @@
+"""Configuration and presets: `micro` (tests), `mini` (the course, CPU) and `paper` (real checkpoints on GPUs)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import AnyRefConfigError
+
+
+@dataclass
+class VisionConfig:
+    """CLIP vision tower (LLaVA's image encoder) and its projector into the LLM."""
+
+    image_size: int = 128
+    patch_size: int = 16
+    hidden_size: int = 96
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 192
+    select_layer: int = -1  # LLaVA-v1 uses -2 (the penultimate layer); the mini tower is shallow, so the last
+    pretrained_path: str | None = None  # a local CLIPVisionModel folder (paper: CLIP ViT-L/14)
+
+
+@dataclass
+class LLMConfig:
+    """Llama decoder (LLaVA's language model) with LoRA on q_proj / v_proj."""
+
+    hidden_size: int = 128
+    num_layers: int = 3
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 384
+    max_positions: int = 512
+    use_lora: bool = True
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    pretrained_path: str | None = None  # a local LlamaForCausalLM folder (paper: LLaVA-7B)
+
+
+@dataclass
+class SAMConfig:
+    """Segment-anything image encoder, prompt encoder and mask decoder."""
+
+    image_size: int = 128
+    patch_size: int = 8
+    embed_dim: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    window_size: int = 0
+    global_attn_indexes: tuple[int, ...] = ()
+    use_rel_pos: bool = False
+    prompt_dim: int = 64
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 128
+    decoder_heads: int = 4
+    checkpoint: str | None = None  # a local SAM .pth state dict (paper: sam_vit_h_4b8939.pth)
+
+
+@dataclass
+class TrainableConfig:
+    """Which parts train (the paper freezes CLIP, the projector and SAM's image encoder)."""
+
+    vision: bool = False
+    projector: bool = False
+    sam_encoder: bool = False
+    llm_full: bool = False  # train every LLM weight (from scratch) instead of LoRA only
+    token_embeddings: bool = True
+    mask_decoder: bool = True
+    obj_mlp: bool = True
+
+
+@dataclass
+class AnyRefConfig:
+    """Everything needed to build an AnyRef model; saved as config.json beside the weights."""
+
+    preset: str = "mini"
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    sam: SAMConfig = field(default_factory=SAMConfig)
+    trainable: TrainableConfig = field(default_factory=TrainableConfig)
+    refocus_weight: float = 0.1  # lambda_f of Eq. 2
+    ce_weight: float = 1.0  # lambda_text of Eq. 3
+    bce_weight: float = 2.0  # lambda_bce of Eq. 3
+    dice_weight: float = 0.5  # lambda_dice of Eq. 3
+    max_text_tokens: int = 96
+    max_new_tokens: int = 24
+    tokenizer_path: str | None = None  # a local tokenizer folder; None builds the ShapeScenes word tokenizer
+
+    def to_dict(self) -> dict:
+        """Plain-JSON view of the config."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AnyRefConfig":
+        """Rebuild a config from `to_dict` output, rejecting unknown keys."""
+        sections = {"vision": VisionConfig, "llm": LLMConfig, "sam": SAMConfig, "trainable": TrainableConfig}
+        kwargs = {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key, value in data.items():
+            if key not in known:
+                raise AnyRefConfigError(f"unknown config key {key!r}; known keys: {sorted(known)}")
+            if key in sections:
+                sub_known = {f.name for f in dataclasses.fields(sections[key])}
+                unknown = set(value) - sub_known
+                if unknown:
+                    raise AnyRefConfigError(f"unknown {key} config keys {sorted(unknown)}; known: {sorted(sub_known)}")
+                if "global_attn_indexes" in value:
+                    value = {**value, "global_attn_indexes": tuple(value["global_attn_indexes"])}
+                value = sections[key](**value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def save(self, path: str | Path) -> None:
+        """Write config.json."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AnyRefConfig":
+        """Read config.json."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _micro() -> AnyRefConfig:
+    return AnyRefConfig(
+        preset="micro",
+        vision=VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
+        llm=LLMConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64, max_positions=256),
+        sam=SAMConfig(image_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2, prompt_dim=32,
+                      decoder_depth=2, decoder_mlp_dim=64, decoder_heads=2),
+        max_new_tokens=12,
+    )
+
+
+def _mini() -> AnyRefConfig:
+    # Until pretrained miniature ingredients exist, `mini` trains every part from scratch (no LoRA).
+    return AnyRefConfig(
+        preset="mini",
+        llm=LLMConfig(use_lora=False),
+        trainable=TrainableConfig(vision=True, projector=True, sam_encoder=True, llm_full=True),
+    )
+
+
+def _paper() -> AnyRefConfig:
+    return AnyRefConfig(
+        preset="paper",
+        vision=VisionConfig(image_size=224, patch_size=14, hidden_size=1024, num_layers=24, num_heads=16,
+                            intermediate_size=4096, select_layer=-2),
+        llm=LLMConfig(hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=32, intermediate_size=11008,
+                      max_positions=2048, lora_r=8, lora_alpha=16, lora_dropout=0.05),
+        sam=SAMConfig(image_size=1024, patch_size=16, embed_dim=1280, depth=32, num_heads=16, window_size=14,
+                      global_attn_indexes=(7, 15, 23, 31), use_rel_pos=True, prompt_dim=256, decoder_depth=2, decoder_mlp_dim=2048,
+                      decoder_heads=8),
+        max_text_tokens=512,
+        max_new_tokens=128,
+    )
+
+
+PRESETS = {"micro": _micro, "mini": _mini, "paper": _paper}
+
+
+def preset(name: str, **overrides) -> AnyRefConfig:
+    """A fresh config for a named preset; keyword overrides replace top-level fields."""
+    if name not in PRESETS:
+        raise AnyRefConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    config = PRESETS[name]()
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise AnyRefConfigError(f"unknown config field {key!r}")
+        setattr(config, key, value)
+    return config

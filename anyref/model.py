@@ -1,0 +1,270 @@
+"""AnyRef: CLIP tokens + text -> Llama -> `<obj>` hidden state -> refocusing (Eq. 2) -> MLP gamma -> SAM mask (Eq. 1)."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import AnyRefConfig
+from .errors import AnyRefCheckpointError, AnyRefInputError
+from .llm import add_lora, build_llama
+from .losses import anyref_loss
+from .refocus import LastLayerQK, ObjQuery, attention_rows, capture_last_layer, refocus, refocus_weights
+from .sam import build_sam, decode_masks, sam_inputs
+from .tokens import IGNORE_INDEX, TokenIds, encode, load_tokenizer
+from .vision import VisionTower
+
+WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_DIR = "model.safetensors", "config.json", "tokenizer"
+
+
+@dataclass
+class Batch:
+    """Teacher-forced inputs: ids/labels (B, T), uint8 images (B, H, W, 3), target masks per sample or None."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    images: torch.Tensor
+    masks: list[torch.Tensor | None]
+
+
+@dataclass
+class Generation:
+    """What `generate` returns for one image: the answer, its ids, one mask (logits) and embedding per `<obj>`."""
+
+    text: str
+    token_ids: list[int]
+    mask_logits: torch.Tensor  # (N, H, W)
+    obj_embeddings: torch.Tensor  # (N, D) after refocusing, before gamma
+    prompt_length: int
+
+
+class AnyRefModel(nn.Module):
+    """The whole model; one code path for the micro, mini and paper presets."""
+
+    def __init__(self, config: AnyRefConfig, *, tokenizer=None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.tokenizer_path)
+        self.ids = TokenIds.of(self.tokenizer)
+        llm = build_llama(config.llm, vocab_size=len(self.tokenizer), pad_token_id=self.ids.pad,
+                          eos_token_id=self.ids.eos, bos_token_id=self.tokenizer.bos_token_id)
+        hidden = llm.config.hidden_size
+        self.vision = VisionTower(config.vision, llm_hidden_size=hidden)
+        self.sam = build_sam(config.sam)
+        self.obj_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, config.sam.prompt_dim))
+        self.llm = add_lora(llm, config.llm) if config.llm.use_lora else llm
+        self.apply_trainable()
+
+    # ---- structure -------------------------------------------------------------------------------------------
+    @property
+    def llama(self):
+        """The underlying LlamaForCausalLM (inside the peft wrapper when LoRA is on)."""
+        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    def apply_trainable(self) -> None:
+        """Set requires_grad following config.trainable (the paper: LoRA, new tokens, mask decoder, gamma)."""
+        switch = self.config.trainable
+        for name, param in self.llama.named_parameters():
+            param.requires_grad = switch.llm_full or "lora_" in name
+        for embedding in (self.llama.get_input_embeddings(), self.llama.get_output_embeddings()):
+            embedding.weight.requires_grad = switch.token_embeddings or switch.llm_full
+        parts = [(self.vision.clip, switch.vision), (self.vision.projector, switch.projector),
+                 (self.sam.image_encoder, switch.sam_encoder), (self.sam.prompt_encoder, switch.mask_decoder),
+                 (self.sam.mask_decoder, switch.mask_decoder), (self.obj_mlp, switch.obj_mlp)]
+        for module, on in parts:
+            for param in module.parameters():
+                param.requires_grad = on
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and total parameter counts."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"trainable": trainable, "total": total}
+
+    # ---- inputs ------------------------------------------------------------------------------------------------
+    def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> projected CLIP patch tokens (B, P, D)."""
+        frozen = not (self.config.trainable.vision or self.config.trainable.projector)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            return self.vision(self.vision.preprocess(images))
+
+    def splice(self, input_ids: torch.Tensor, image_tokens: torch.Tensor):
+        """Replace each sample's single `<image>` id by its P image tokens: (B, T) -> embeds (B, T+P-1, D).
+
+        Also returns the token id at every new position (-1 where an image token sits) and the `<image>` index.
+        """
+        is_image = input_ids == self.ids.image  # (B, T)
+        if not bool((is_image.sum(1) == 1).all()):
+            raise AnyRefInputError(f"every sample needs exactly one {self.tokenizer.convert_ids_to_tokens(self.ids.image)}"
+                                   " token; found counts " + str(is_image.sum(1).tolist()))
+        where = is_image.float().argmax(1).tolist()
+        embeds = self.llama.get_input_embeddings()(input_ids.masked_fill(is_image, self.ids.pad))  # (B, T, D)
+        num = image_tokens.shape[1]
+        rows, ids = [], []
+        for b, p in enumerate(where):
+            rows.append(torch.cat([embeds[b, :p], image_tokens[b].to(embeds.dtype), embeds[b, p + 1:]]))
+            ids.append(torch.cat([input_ids[b, :p], input_ids.new_full((num,), -1), input_ids[b, p + 1:]]))
+        return torch.stack(rows), torch.stack(ids), where
+
+    def _expand(self, values: torch.Tensor, where: list[int], num: int, fill: int) -> torch.Tensor:
+        """Apply the splice to a (B, T) per-token tensor (labels, attention mask)."""
+        return torch.stack([torch.cat([v[:p], v.new_full((num,), fill), v[p + 1:]]) for v, p in zip(values, where)])
+
+    # ---- the `<obj>` path --------------------------------------------------------------------------------------
+    def obj_queries(self, token_ids: torch.Tensor, answer_start: list[int]) -> list[ObjQuery]:
+        """Every `<obj>` in (B, L) spliced ids: query = the position predicting it; keys start at the last prompt."""
+        found = (token_ids == self.ids.obj).nonzero().tolist()
+        return [ObjQuery(batch=b, query=p - 1, start=answer_start[b] - 1) for b, p in found]
+
+    def obj_embeddings(self, hidden: torch.Tensor, qk: LastLayerQK, queries: list[ObjQuery],
+                       key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        """Refocused `<obj>` embeddings (N, D) (Eq. 2) from last-layer hidden states (B, L, D)."""
+        weight = self.config.refocus_weight
+        if weight == 0:
+            return refocus(hidden, None, queries, weight=0.0)
+        cfg = self.llama.config
+        rows = attention_rows(qk, queries, num_heads=cfg.num_attention_heads, num_kv_heads=cfg.num_key_value_heads,
+                              key_padding=key_padding)
+        return refocus(hidden, refocus_weights(rows, queries), queries, weight=weight)
+
+    def masks_for(self, images: torch.Tensor, embeddings: torch.Tensor, queries: list[ObjQuery]) -> torch.Tensor:
+        """gamma(embedding) as SAM's sparse prompt on each query's image (Eq. 1): mask logits (N, H, W)."""
+        prompts = self.obj_mlp(embeddings)  # (N, C)
+        needed = sorted({q.batch for q in queries})
+        frozen = not self.config.trainable.sam_encoder
+        pixels, resized = sam_inputs(self.sam, images[needed])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            image_embeddings = self.sam.image_encoder(pixels)  # (B', C, h, w)
+        slot = {b: i for i, b in enumerate(needed)}
+        image_index = torch.tensor([slot[q.batch] for q in queries])
+        low_res = decode_masks(self.sam, image_embeddings, image_index, prompts)  # (N, 1, h', w')
+        return self.sam.postprocess_masks(low_res, resized, tuple(images.shape[1:3]))[:, 0]  # (N, H, W)
+
+    # ---- training forward ----------------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> dict:
+        """Teacher-forced pass: Eq. 3 loss parts, mask logits and refocused embeddings of every `<obj>`."""
+        image_tokens = self.image_tokens(batch.images)
+        embeds, token_ids, where = self.splice(batch.input_ids, image_tokens)
+        num = image_tokens.shape[1]
+        attention = self._expand(batch.attention_mask, where, num, 1)  # (B, L)
+        labels = self._expand(batch.labels, where, num, IGNORE_INDEX)  # (B, L)
+        llama = self.llama
+        with capture_last_layer(llama.model) as record:
+            hidden = llama.model(inputs_embeds=embeds, attention_mask=attention).last_hidden_state  # (B, L, D)
+        logits = llama.lm_head(hidden)  # (B, L, V)
+        answer_start = [int((row != IGNORE_INDEX).nonzero()[0]) if (row != IGNORE_INDEX).any() else row.numel()
+                        for row in labels]
+        queries = self.obj_queries(token_ids, answer_start)
+        self._check_mask_counts(queries, batch.masks)
+        supervised = [i for i, q in enumerate(queries) if batch.masks[q.batch] is not None]
+        mask_logits = targets = None
+        embeddings = hidden.new_zeros((0, hidden.shape[-1]))
+        if queries:
+            embeddings = self.obj_embeddings(hidden, record[0], queries, key_padding=attention)
+        if supervised:
+            chosen = [queries[i] for i in supervised]
+            mask_logits = self.masks_for(batch.images, embeddings[supervised], chosen)
+            targets = self._targets(batch.masks, chosen)
+        losses = anyref_loss(logits, labels, mask_logits, targets, ce_weight=self.config.ce_weight,
+                             bce_weight=self.config.bce_weight, dice_weight=self.config.dice_weight)
+        return {**losses, "logits": logits, "mask_logits": mask_logits, "obj_embeddings": embeddings,
+                "queries": queries}
+
+    @staticmethod
+    def _check_mask_counts(queries: list[ObjQuery], masks: list[torch.Tensor | None]) -> None:
+        counts = [0] * len(masks)
+        for q in queries:
+            counts[q.batch] += 1
+        for b, (n, m) in enumerate(zip(counts, masks)):
+            if m is not None and m.shape[0] != n:
+                raise AnyRefInputError(f"sample {b} has {n} <obj> tokens but {m.shape[0]} target masks; "
+                                       "give one mask per <obj> (or None for no mask supervision)")
+
+    @staticmethod
+    def _targets(masks: list[torch.Tensor | None], queries: list[ObjQuery]) -> torch.Tensor:
+        """Target mask of each query, in query order: (N, H, W)."""
+        seen: dict[int, int] = {}
+        out = []
+        for q in queries:
+            k = seen.get(q.batch, 0)
+            out.append(masks[q.batch][k])
+            seen[q.batch] = k + 1
+        return torch.stack(out).float()
+
+    # ---- inference -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, image: torch.Tensor, question: str, *, max_new_tokens: int | None = None) -> Generation:
+        """Greedy decoding with the KV cache for one uint8 image (H, W, 3); one mask per generated `<obj>`."""
+        max_new = max_new_tokens or self.config.max_new_tokens
+        ids, _ = encode(self.tokenizer, question, None, max_tokens=self.config.max_text_tokens)
+        images = image[None]
+        embeds, _, _ = self.splice(torch.tensor([ids]), self.image_tokens(images))  # (1, L0, D)
+        prompt_length = embeds.shape[1]
+        limit = self.llama.config.max_position_embeddings
+        if prompt_length + max_new > limit:
+            raise AnyRefInputError(f"prompt of {prompt_length} positions plus {max_new} new tokens exceeds the "
+                                   f"LLM's {limit} positions; shorten the text or lower max_new_tokens")
+        llama, cache, qk, states, generated = self.llama, None, None, [], []
+        step_input = embeds
+        for _ in range(max_new):
+            with capture_last_layer(llama.model) as record:
+                out = llama.model(inputs_embeds=step_input, cache=cache, use_cache=True)
+            cache = out.cache
+            qk = record[0] if qk is None else qk.extend(record[0])
+            states.append(out.last_hidden_state)
+            next_id = int(llama.lm_head(out.last_hidden_state[:, -1]).argmax(-1))
+            generated.append(next_id)
+            if next_id == self.ids.eos:
+                break
+            step_input = llama.get_input_embeddings()(torch.tensor([[next_id]]))
+        hidden = torch.cat(states, dim=1)  # (1, L, D)
+        queries = [ObjQuery(batch=0, query=prompt_length - 1 + k, start=prompt_length - 1)
+                   for k, tok in enumerate(generated) if tok == self.ids.obj]
+        embeddings = hidden.new_zeros((0, hidden.shape[-1]))
+        mask_logits = hidden.new_zeros((0, *image.shape[:2]))
+        if queries:
+            embeddings = self.obj_embeddings(hidden, qk, queries)
+            mask_logits = self.masks_for(images, embeddings, queries)
+        answer = [t for t in generated if t != self.ids.eos]
+        text = self.tokenizer.decode(answer, skip_special_tokens=False)
+        return Generation(text=text, token_ids=answer, mask_logits=mask_logits, obj_embeddings=embeddings,
+                          prompt_length=prompt_length)
+
+    # ---- persistence ---------------------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write config.json, the tokenizer and model.safetensors to a folder (refuses to overwrite unless asked)."""
+        from safetensors.torch import save_model
+
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            if not overwrite:
+                raise AnyRefCheckpointError(f"{str(path)!r} is not empty; pass overwrite=True to replace it")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.save(path / CONFIG_FILE)
+        self.tokenizer.save_pretrained(str(path / TOKENIZER_DIR))
+        save_model(self, str(path / WEIGHTS_FILE))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "AnyRefModel":
+        """Load a folder written by `save_pretrained`."""
+        from safetensors.torch import load_model
+        from transformers import AutoTokenizer
+
+        path = Path(path)
+        missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR) if not (path / name).exists()]
+        if missing:
+            raise AnyRefCheckpointError(f"{str(path)!r} is not an AnyRef checkpoint: missing {missing}; "
+                                        "create one with model.save_pretrained(path) or `anyref train`")
+        config = AnyRefConfig.load(path / CONFIG_FILE)
+        model = cls(config, tokenizer=AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR)))
+        try:
+            load_model(model, str(path / WEIGHTS_FILE), strict=True)
+        except RuntimeError as error:
+            raise AnyRefCheckpointError(f"weights in {str(path)!r} do not match its config.json: {error}") from None
+        return model

@@ -1,0 +1,147 @@
+"""Special tokens, the tokenizer, and the supplement's prompt/answer templates (Sec. 3.1.1, supplement 6.2)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import AnyRefCheckpointError, AnyRefInputError
+
+IMAGE_TOKEN = "<image>"
+OBJ_TOKEN = "<obj>"  # `[SEG]` in LISA and the official code
+IMG_REF_START, IMG_REF_END = "<img.ref>", "</img.ref>"
+AUD_REF_START, AUD_REF_END = "<aud.ref>", "</aud.ref>"
+SPECIAL_TOKENS = (IMAGE_TOKEN, OBJ_TOKEN, IMG_REF_START, IMG_REF_END, AUD_REF_START, AUD_REF_END)
+IGNORE_INDEX = -100
+
+SEGMENT_QUESTION = "Can you segment {exp} in this image?"
+SEGMENT_ANSWER = "{exp} " + OBJ_TOKEN + "."
+USER, ASSISTANT = "USER:", "ASSISTANT:"
+TEMPLATE_WORDS = ("can", "you", "segment", "in", "this", "image", "user", "assistant")
+PUNCTUATION = (".", "?", ",", ":", "'")
+
+
+def build_word_tokenizer():
+    """A word-level tokenizer over the ShapeScenes vocabulary plus the paper's special tokens."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from .data import vocabulary
+
+    base = ["<unk>", "<pad>", "<s>", "</s>"]
+    words = sorted(set(TEMPLATE_WORDS) | set(vocabulary()))
+    vocab = {tok: i for i, tok in enumerate(base + list(PUNCTUATION) + words)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        clean_up_tokenization_spaces=True,
+    )
+    return add_special_tokens(tokenizer)
+
+
+def add_special_tokens(tokenizer):
+    """Add the paper's special tokens (each must become ONE id) and a pad token if missing."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    for token in SPECIAL_TOKENS:
+        ids = tokenizer(token, add_special_tokens=False).input_ids
+        if len(ids) != 1:  # LISA issue #55: "[SEG]" can split into two ids with some tokenizers
+            raise AnyRefCheckpointError(f"special token {token!r} tokenizes to {ids}, not one id")
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path | None):
+    """The tokenizer of a config: a local folder (paper: LLaVA's), or the ShapeScenes word tokenizer."""
+    if path is None:
+        return build_word_tokenizer()
+    from transformers import AutoTokenizer
+
+    if not Path(path).is_dir():
+        raise AnyRefCheckpointError(f"tokenizer folder {str(path)!r} does not exist; point tokenizer_path at a "
+                                    "local folder holding tokenizer files (nothing is downloaded)")
+    return add_special_tokens(AutoTokenizer.from_pretrained(str(path)))
+
+
+@dataclass
+class TokenIds:
+    """The ids of the special tokens for one tokenizer."""
+
+    image: int
+    obj: int
+    img_ref_start: int
+    img_ref_end: int
+    aud_ref_start: int
+    aud_ref_end: int
+    eos: int
+    pad: int
+    unk: int | None
+
+    @classmethod
+    def of(cls, tokenizer) -> "TokenIds":
+        """Look the ids up in a tokenizer prepared by `add_special_tokens`."""
+        get = tokenizer.convert_tokens_to_ids
+        return cls(get(IMAGE_TOKEN), get(OBJ_TOKEN), get(IMG_REF_START), get(IMG_REF_END), get(AUD_REF_START),
+                   get(AUD_REF_END), tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id)
+
+
+def segment_question(expression: str) -> str:
+    """Supplement 6.2: the question of a text-referring sample."""
+    return SEGMENT_QUESTION.format(exp=expression)
+
+
+def segment_answer(expression: str) -> str:
+    """Supplement 6.2: the answer repeats the expression so refocusing has words to attend to."""
+    return SEGMENT_ANSWER.format(exp=expression)
+
+
+def prompt_text(question: str) -> str:
+    """The conversation up to the assistant's turn, with the image placeholder first (LLaVA-v1 style)."""
+    return f"{USER} {IMAGE_TOKEN} {question} {ASSISTANT}"
+
+
+def encode(tokenizer, question: str, answer: str | None = None, *, max_tokens: int) -> tuple[list[int], list[int]]:
+    """Token ids and labels (-100 on the prompt) for one turn; `answer=None` gives the prompt alone."""
+    question = question.strip()
+    if not question:
+        raise AnyRefInputError("the text is empty; ask something, e.g. 'Can you segment the red circle in this image?'")
+    if IMAGE_TOKEN in question or (answer and IMAGE_TOKEN in answer):
+        raise AnyRefInputError(f"{IMAGE_TOKEN} is added by the model; remove it from the text")
+    prompt = tokenizer(prompt_text(question), add_special_tokens=False).input_ids
+    prompt = [tokenizer.bos_token_id, *prompt] if tokenizer.bos_token_id is not None else prompt
+    _check_known_words(tokenizer, question, prompt)
+    ids, labels = list(prompt), [IGNORE_INDEX] * len(prompt)
+    if answer is not None:
+        reply = tokenizer(" " + answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        _check_known_words(tokenizer, answer, reply)
+        ids += reply
+        labels += reply
+    room = 2 if answer is None else 0  # a prompt needs room for at least "<obj>" and an end token
+    if len(ids) + room > max_tokens:
+        raise AnyRefInputError(f"the text is {len(ids)} tokens long; at most {max_tokens - room} fit "
+                               f"(max_text_tokens={max_tokens}); shorten it")
+    return ids, labels
+
+
+def _check_known_words(tokenizer, text: str, ids: list[int]) -> None:
+    unk = tokenizer.unk_token_id
+    if unk is None or unk not in ids or getattr(tokenizer, "_anyref_allow_unk", False):
+        return
+    vocab = tokenizer.get_vocab()
+    pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.backend_tokenizer.normalizer
+                                                                        .normalize_str(text))
+    unknown = sorted({p for p, _ in pieces if p not in vocab})
+    raise AnyRefInputError(f"words not in the model's vocabulary: {unknown}; the miniature model knows only "
+                           "ShapeScenes words (see anyref.data.vocabulary())")
+
+
+def pad_batch(sequences: list[list[int]], *, value: int) -> torch.Tensor:
+    """Right-pad a list of id lists into a (B, T) long tensor."""
+    width = max(len(s) for s in sequences)
+    out = torch.full((len(sequences), width), value, dtype=torch.long)  # (B, T)
+    for row, seq in enumerate(sequences):
+        out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return out

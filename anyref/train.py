@@ -1,0 +1,163 @@
+"""A plain PyTorch training loop: AdamW, warm-up + cosine, progress bar, periodic checkpoints and exact resume."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .batching import collate
+from .data import training_sample
+from .errors import AnyRefCheckpointError
+
+STATE_FILE, TRAINABLE_FILE = "trainer_state.pt", "trainable.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run (the paper: AdamW lr 5e-5, wd 0.01, cosine, 200 warm-up steps, 10k steps)."""
+
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 30
+    grad_clip: float = 1.0
+    seed: int = 0
+    image_size: int = 128
+    mix: tuple = (("attribute", 0.45), ("spatial", 0.35), ("class", 0.2))
+    checkpoint_every: int = 100
+    log_every: int = 10
+    time_budget_s: float | None = None  # stop early (and checkpoint) once this much wall time has passed
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the per-step losses, how many steps ran, wall time."""
+
+    losses: list[float] = field(default_factory=list)
+    parts: list[dict] = field(default_factory=list)
+    steps: int = 0
+    wall_s: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Fix Python, numpy and torch RNGs (data, initialisation and training are then reproducible on CPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, *, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model, config: TrainConfig):
+    """AdamW over trainable parameters (no decay on biases and norms) and its warm-up/cosine schedule."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 else decay).append(param)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup=config.warmup_steps, total=config.steps))
+    return optimizer, schedule
+
+
+def batch_at(step: int, model, config: TrainConfig):
+    """The batch of a step, a pure function of (seed, step): resuming replays exactly the same data."""
+    samples = [training_sample(step * config.batch_size + j, seed=config.seed, image_size=config.image_size,
+                               mix=config.mix) for j in range(config.batch_size)]
+    return collate(samples, model.tokenizer, max_tokens=model.config.max_text_tokens)
+
+
+def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, result: TrainResult, config: TrainConfig):
+    """Trainable weights (safetensors) + optimizer, schedule, RNG states and history (torch.save)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    trainable = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(trainable, str(folder / (TRAINABLE_FILE + ".tmp")))
+    state = {"step": step, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+             "losses": result.losses, "parts": result.parts, "wall_s": result.wall_s, "config": asdict(config)}
+    torch.save(state, folder / (STATE_FILE + ".tmp"))
+    (folder / (TRAINABLE_FILE + ".tmp")).replace(folder / TRAINABLE_FILE)  # rename last: never a half checkpoint
+    (folder / (STATE_FILE + ".tmp")).replace(folder / STATE_FILE)
+
+
+def load_checkpoint(folder: Path, model, optimizer, schedule, config: TrainConfig) -> tuple[int, TrainResult]:
+    """Restore a `save_checkpoint` folder; returns the step to continue from and the history so far."""
+    from safetensors.torch import load_file
+
+    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+    saved = {k: v for k, v in state["config"].items() if k not in ("steps", "checkpoint_every", "log_every",
+                                                                   "time_budget_s")}
+    current = {k: v for k, v in asdict(config).items() if k in saved}
+    if json.dumps(saved, default=list) != json.dumps(current, default=list):
+        raise AnyRefCheckpointError(f"checkpoint in {str(folder)!r} was made with other settings {saved}; "
+                                    f"resume with the same settings or start a new run folder")
+    weights = load_file(str(folder / TRAINABLE_FILE))
+    params = dict(model.named_parameters())
+    unknown = set(weights) - {n for n, p in params.items() if p.requires_grad}
+    if unknown:
+        raise AnyRefCheckpointError(f"checkpoint weights {sorted(unknown)[:3]}... are not trainable in this model")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    return state["step"], TrainResult(losses=state["losses"], parts=state["parts"], steps=state["step"],
+                                      wall_s=state["wall_s"])
+
+
+def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train on ShapeScenes text referring; checkpoints to run_dir/checkpoint every `checkpoint_every` steps."""
+    folder = Path(run_dir) / "checkpoint" if run_dir else None
+    optimizer, schedule = make_optimizer(model, config)
+    start, result = 0, TrainResult()
+    if folder is not None and (folder / STATE_FILE).exists():
+        if not resume:
+            raise AnyRefCheckpointError(f"{str(folder)!r} already holds a checkpoint; resume it (resume=True / "
+                                        "--resume) or choose a new run folder")
+        start, result = load_checkpoint(folder, model, optimizer, schedule, config)
+    else:
+        seed_everything(config.seed)
+    model.train()
+    began = time.perf_counter() - result.wall_s
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress, desc="train")
+    for step in bar:
+        out = model(batch_at(step, model, config))
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
+        optimizer.step()
+        schedule.step()
+        result.losses.append(float(out["loss"]))
+        result.parts.append({k: round(float(out[k]), 5) for k in ("ce", "bce", "dice")})
+        result.steps, result.wall_s = step + 1, time.perf_counter() - began
+        if step % config.log_every == 0:
+            bar.set_postfix(loss=f"{result.losses[-1]:.3f}", ce=f"{result.parts[-1]['ce']:.3f}",
+                            dice=f"{result.parts[-1]['dice']:.3f}")
+        out_of_time = config.time_budget_s is not None and result.wall_s >= config.time_budget_s
+        if folder is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or out_of_time):
+            save_checkpoint(folder, model, optimizer, schedule, step + 1, result, config)
+        if out_of_time:
+            break
+    model.eval()
+    return result

@@ -1,0 +1,63 @@
+"""The CLIP vision tower and the vision-language projector (LLaVA's image path, Sec. 3.1)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import VisionConfig
+from .errors import AnyRefCheckpointError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def build_clip_vision(config: VisionConfig):
+    """A transformers CLIPVisionModel: loaded from a local folder, or fresh from the config."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    if config.pretrained_path:
+        if not Path(config.pretrained_path).is_dir():
+            raise AnyRefCheckpointError(f"CLIP folder {config.pretrained_path!r} does not exist")
+        return CLIPVisionModel.from_pretrained(config.pretrained_path)
+    clip_config = CLIPVisionConfig(
+        hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+        image_size=config.image_size, patch_size=config.patch_size,
+    )
+    return CLIPVisionModel(clip_config)
+
+
+class VisionTower(nn.Module):
+    """Image -> CLIP patch features -> projected LLM tokens, one per patch (16x16 = 256 in the paper)."""
+
+    def __init__(self, config: VisionConfig, *, llm_hidden_size: int):
+        super().__init__()
+        self.config = config
+        self.clip = build_clip_vision(config)
+        self.projector = nn.Linear(self.clip.config.hidden_size, llm_hidden_size)  # LLaVA-v1: one linear layer
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def num_patches(self) -> int:
+        """How many tokens one image becomes."""
+        return (self.clip.config.image_size // self.clip.config.patch_size) ** 2
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> normalised (B, 3, S, S), resized without cropping (AR's clip_resize_wo_crop)."""
+        size = self.clip.config.image_size
+        x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> CLIP patch features of the selected layer, (B, P, C_clip), CLS dropped."""
+        out = self.clip(pixel_values=pixels, output_hidden_states=True)
+        return out.hidden_states[self.config.select_layer][:, 1:]
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, P, D_llm) image tokens."""
+        return self.projector(self.patch_features(pixels))
