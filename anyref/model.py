@@ -197,8 +197,12 @@ class AnyRefModel(nn.Module):
 
     # ---- inference -------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, image: torch.Tensor, question: str, *, max_new_tokens: int | None = None) -> Generation:
-        """Greedy decoding with the KV cache for one uint8 image (H, W, 3); one mask per generated `<obj>`."""
+    def generate(self, image: torch.Tensor, question: str, *, max_new_tokens: int | None = None,
+                 logits_processor=None) -> Generation:
+        """Greedy decoding with the KV cache for one uint8 image (H, W, 3); one mask per generated `<obj>`.
+
+        `logits_processor(step, logits)` may rewrite each step's (1, V) logits (constrained or scripted decoding).
+        """
         max_new = max_new_tokens or self.config.max_new_tokens
         ids, _ = encode(self.tokenizer, question, None, max_tokens=self.config.max_text_tokens)
         images = image[None]
@@ -216,7 +220,10 @@ class AnyRefModel(nn.Module):
             cache = out.cache
             qk = record[0] if qk is None else qk.extend(record[0])
             states.append(out.last_hidden_state)
-            next_id = int(llama.lm_head(out.last_hidden_state[:, -1]).argmax(-1))
+            logits = llama.lm_head(out.last_hidden_state[:, -1])  # (1, V)
+            if logits_processor is not None:
+                logits = logits_processor(len(generated), logits)
+            next_id = int(logits.argmax(-1))
             generated.append(next_id)
             if next_id == self.ids.eos:
                 break

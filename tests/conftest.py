@@ -1,0 +1,19 @@
+"""Shared fixtures: a seeded micro model (seconds to build) and a few ShapeScenes samples."""
+import pytest
+import torch
+
+from anyref import AnyRefModel, preset
+from anyref.data import training_sample
+
+
+@pytest.fixture(scope="session")
+def micro_model():
+    """A micro AnyRef with the paper's freezing and LoRA, in eval mode."""
+    torch.manual_seed(0)
+    return AnyRefModel(preset("micro")).eval()
+
+
+@pytest.fixture(scope="session")
+def samples():
+    """Four deterministic 64 px text-referring samples."""
+    return [training_sample(i, seed=0, image_size=64) for i in range(4)]

@@ -1,0 +1,47 @@
+"""Training: seeds fix the losses, and resuming from a checkpoint continues exactly like an uninterrupted run."""
+import pytest
+import torch
+
+from anyref import AnyRefModel, preset
+from anyref.train import TrainConfig, train
+
+
+def _run(steps, *, seed=3):
+    torch.manual_seed(seed)
+    model = AnyRefModel(preset("micro"))
+    config = TrainConfig(steps=steps, batch_size=2, image_size=64, lr=1e-3, warmup_steps=2, seed=seed)
+    return model, train(model, config, progress=False)
+
+
+def test_same_seed_gives_identical_losses():
+    _, first = _run(6)
+    _, second = _run(6)
+    assert first.losses == second.losses
+    assert len(first.losses) == 6 and first.losses[0] != first.losses[-1]
+
+
+def test_resume_continues_like_an_uninterrupted_run(tmp_path):
+    _, full = _run(6)
+    torch.manual_seed(3)
+    model = AnyRefModel(preset("micro"))
+    config = TrainConfig(steps=6, batch_size=2, image_size=64, lr=1e-3, warmup_steps=2, seed=3, checkpoint_every=3,
+                         time_budget_s=0.0)  # stop (and checkpoint) after the first step, as if interrupted
+    partial = train(model, config, run_dir=tmp_path, progress=False)
+    assert partial.steps == 1
+    torch.manual_seed(123)  # a fresh process would not share our RNG state: the checkpoint must restore it
+    fresh = AnyRefModel(preset("micro"))
+    config.time_budget_s = None
+    resumed = train(fresh, config, run_dir=tmp_path, resume=True, progress=False)
+    assert resumed.losses == full.losses
+
+
+def test_existing_checkpoint_is_not_overwritten(tmp_path):
+    torch.manual_seed(0)
+    model = AnyRefModel(preset("micro"))
+    config = TrainConfig(steps=1, batch_size=2, image_size=64, warmup_steps=1, checkpoint_every=1)
+    train(model, config, run_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        train(model, config, run_dir=tmp_path, progress=False)
+    other = TrainConfig(steps=1, batch_size=4, image_size=64, warmup_steps=1, checkpoint_every=1)
+    with pytest.raises(ValueError, match="other settings"):
+        train(model, other, run_dir=tmp_path, resume=True, progress=False)
