@@ -39,6 +39,7 @@ class Generation:
     token_ids: list[int]
     mask_logits: torch.Tensor  # (N, H, W)
     obj_embeddings: torch.Tensor  # (N, D) after refocusing, before gamma
+    refocus_weights: torch.Tensor  # (N, A): a-bar over the positions that predicted answer tokens 0..A-1
     prompt_length: int
 
 
@@ -121,15 +122,13 @@ class AnyRefModel(nn.Module):
         return [ObjQuery(batch=b, query=p - 1, start=answer_start[b] - 1) for b, p in found]
 
     def obj_embeddings(self, hidden: torch.Tensor, qk: LastLayerQK, queries: list[ObjQuery],
-                       key_padding: torch.Tensor | None = None) -> torch.Tensor:
-        """Refocused `<obj>` embeddings (N, D) (Eq. 2) from last-layer hidden states (B, L, D)."""
-        weight = self.config.refocus_weight
-        if weight == 0:
-            return refocus(hidden, None, queries, weight=0.0)
+                       key_padding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Refocused `<obj>` embeddings (N, D) (Eq. 2) and their weights a-bar (N, L), from hidden (B, L, D)."""
         cfg = self.llama.config
         rows = attention_rows(qk, queries, num_heads=cfg.num_attention_heads, num_kv_heads=cfg.num_key_value_heads,
                               key_padding=key_padding)
-        return refocus(hidden, refocus_weights(rows, queries), queries, weight=weight)
+        weights = refocus_weights(rows, queries)
+        return refocus(hidden, weights, queries, weight=self.config.refocus_weight), weights
 
     def masks_for(self, images: torch.Tensor, embeddings: torch.Tensor, queries: list[ObjQuery]) -> torch.Tensor:
         """gamma(embedding) as SAM's sparse prompt on each query's image (Eq. 1): mask logits (N, H, W)."""
@@ -164,7 +163,7 @@ class AnyRefModel(nn.Module):
         mask_logits = targets = None
         embeddings = hidden.new_zeros((0, hidden.shape[-1]))
         if queries:
-            embeddings = self.obj_embeddings(hidden, record[0], queries, key_padding=attention)
+            embeddings, _ = self.obj_embeddings(hidden, record[0], queries, key_padding=attention)
         if supervised:
             chosen = [queries[i] for i in supervised]
             mask_logits = self.masks_for(batch.images, embeddings[supervised], chosen)
@@ -233,13 +232,14 @@ class AnyRefModel(nn.Module):
                    for k, tok in enumerate(generated) if tok == self.ids.obj]
         embeddings = hidden.new_zeros((0, hidden.shape[-1]))
         mask_logits = hidden.new_zeros((0, *image.shape[:2]))
+        weights = hidden.new_zeros((0, hidden.shape[1]))
         if queries:
-            embeddings = self.obj_embeddings(hidden, qk, queries)
+            embeddings, weights = self.obj_embeddings(hidden, qk, queries)
             mask_logits = self.masks_for(images, embeddings, queries)
         answer = [t for t in generated if t != self.ids.eos]
         text = self.tokenizer.decode(answer, skip_special_tokens=False)
         return Generation(text=text, token_ids=answer, mask_logits=mask_logits, obj_embeddings=embeddings,
-                          prompt_length=prompt_length)
+                          refocus_weights=weights[:, prompt_length - 1:], prompt_length=prompt_length)
 
     # ---- persistence ---------------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -87,6 +87,12 @@ def batch_at(step: int, model, config: TrainConfig):
     return collate(samples, model.tokenizer, max_tokens=model.config.max_text_tokens)
 
 
+def frozen_fingerprint(model) -> float:
+    """A checksum of the frozen weights, which checkpoints do not store (they come from init or pretrained files)."""
+    with torch.no_grad():
+        return float(sum(p.double().abs().sum() for p in model.parameters() if not p.requires_grad))
+
+
 def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, result: TrainResult, config: TrainConfig):
     """Trainable weights (safetensors) + optimizer, schedule, RNG states and history (torch.save)."""
     from safetensors.torch import save_file
@@ -96,7 +102,8 @@ def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, result:
     save_file(trainable, str(folder / (TRAINABLE_FILE + ".tmp")))
     state = {"step": step, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-             "losses": result.losses, "parts": result.parts, "wall_s": result.wall_s, "config": asdict(config)}
+             "losses": result.losses, "parts": result.parts, "wall_s": result.wall_s, "config": asdict(config),
+             "frozen_fingerprint": frozen_fingerprint(model)}
     torch.save(state, folder / (STATE_FILE + ".tmp"))
     (folder / (TRAINABLE_FILE + ".tmp")).replace(folder / TRAINABLE_FILE)  # rename last: never a half checkpoint
     (folder / (STATE_FILE + ".tmp")).replace(folder / STATE_FILE)
@@ -113,6 +120,10 @@ def load_checkpoint(folder: Path, model, optimizer, schedule, config: TrainConfi
     if json.dumps(saved, default=list) != json.dumps(current, default=list):
         raise AnyRefCheckpointError(f"checkpoint in {str(folder)!r} was made with other settings {saved}; "
                                     f"resume with the same settings or start a new run folder")
+    expected, actual = state["frozen_fingerprint"], frozen_fingerprint(model)
+    if abs(expected - actual) > 1e-6 * max(1.0, abs(expected)):
+        raise AnyRefCheckpointError(f"the model's frozen weights differ from those the checkpoint in {str(folder)!r} "
+                                    "was trained with; build the model with the same seed / pretrained files")
     weights = load_file(str(folder / TRAINABLE_FILE))
     params = dict(model.named_parameters())
     unknown = set(weights) - {n for n, p in params.items() if p.requires_grad}
@@ -154,8 +165,8 @@ def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resu
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
         optimizer.step()
         schedule.step()
-        result.losses.append(float(out["loss"]))
-        result.parts.append({k: round(float(out[k]), 5) for k in ("ce", "bce", "dice")})
+        result.losses.append(float(out["loss"].detach()))
+        result.parts.append({k: round(float(out[k].detach()), 5) for k in ("ce", "bce", "dice")})
         result.steps, result.wall_s = step + 1, time.perf_counter() - began
         if step % config.log_every == 0:
             bar.set_postfix(loss=f"{result.losses[-1]:.3f}", ce=f"{result.parts[-1]['ce']:.3f}",

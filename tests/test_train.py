@@ -28,8 +28,9 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path):
                          time_budget_s=0.0)  # stop (and checkpoint) after the first step, as if interrupted
     partial = train(model, config, run_dir=tmp_path, progress=False)
     assert partial.steps == 1
-    torch.manual_seed(123)  # a fresh process would not share our RNG state: the checkpoint must restore it
+    torch.manual_seed(3)  # a fresh process rebuilds the same frozen weights from the same seed ...
     fresh = AnyRefModel(preset("micro"))
+    torch.manual_seed(123)  # ... but its RNG state differs: the checkpoint must restore it
     config.time_budget_s = None
     resumed = train(fresh, config, run_dir=tmp_path, resume=True, progress=False)
     assert resumed.losses == full.losses
@@ -45,3 +46,7 @@ def test_existing_checkpoint_is_not_overwritten(tmp_path):
     other = TrainConfig(steps=1, batch_size=4, image_size=64, warmup_steps=1, checkpoint_every=1)
     with pytest.raises(ValueError, match="other settings"):
         train(model, other, run_dir=tmp_path, resume=True, progress=False)
+    torch.manual_seed(1)
+    different_init = AnyRefModel(preset("micro"))
+    with pytest.raises(ValueError, match="frozen weights"):
+        train(different_init, config, run_dir=tmp_path, resume=True, progress=False)

@@ -1,0 +1,128 @@
+"""Command line: `anyref train`, `anyref predict`, `anyref eval`, `anyref scene`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AnyRefError
+
+
+def _train(args) -> None:
+    import torch
+
+    from .config import preset
+    from .model import AnyRefModel
+    from .train import TrainConfig, train
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise AnyRefError(f"{str(out)!r} is not empty; pass --overwrite to replace it or choose another --out")
+    torch.manual_seed(args.seed)
+    model = AnyRefModel(preset(args.preset))
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         image_size=args.image_size, warmup_steps=min(100, max(1, args.steps // 10)),
+                         checkpoint_every=args.checkpoint_every, time_budget_s=args.minutes * 60 if args.minutes else None)
+    result = train(model, config, run_dir=args.run_dir or out.with_name(out.name + "-run"), resume=args.resume)
+    model.save_pretrained(out, overwrite=args.overwrite)
+    print(f"trained {result.steps} steps in {result.wall_s:.0f} s; final loss {result.losses[-1]:.3f}; saved to {out}")
+
+
+def _predict(args) -> None:
+    from .model import AnyRefModel
+    from .predict import predict
+    from .viz import load_image, overlay, save_image
+
+    model = AnyRefModel.from_pretrained(args.model)
+    image_path = Path(args.image)
+    if not image_path.is_file():
+        raise AnyRefError(f"image {str(image_path)!r} does not exist")
+    image = load_image(image_path)
+    pred = predict(model, image, args.text)
+    print(json.dumps({"answer": pred.text, "masks": len(pred.masks),
+                      "mask_pixels": [int(m.sum()) for m in pred.masks]}))
+    if args.out:
+        save_image(args.out, overlay(image, pred.masks))
+        print(f"overlay written to {args.out}")
+
+
+def _eval(args) -> None:
+    from .data import split_samples
+    from .model import AnyRefModel
+    from .predict import evaluate_referring
+
+    model = AnyRefModel.from_pretrained(args.model)
+    scores = {s: evaluate_referring(model, split_samples(s, num=args.num, image_size=args.image_size), desc=s)
+              for s in args.splits}
+    print(json.dumps(scores, indent=2))
+
+
+def _scene(args) -> None:
+    from .data import training_sample
+    from .viz import save_image
+
+    sample = training_sample(args.index, seed=args.seed, image_size=args.image_size)
+    save_image(args.out, sample.scene.image)
+    print(json.dumps({"image": args.out, "expression": sample.expression,
+                      "question": f"Can you segment {sample.expression} in this image?"}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `anyref` command."""
+    parser = argparse.ArgumentParser(prog="anyref", description="AnyRef, rebuilt to be learned.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train on ShapeScenes text referring")
+    train.add_argument("--preset", default="mini")
+    train.add_argument("--steps", type=int, default=800)
+    train.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--image-size", type=int, default=128)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=int, default=100)
+    train.add_argument("--run-dir", default=None, help="checkpoint folder (default: OUT-run)")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    train.add_argument("--out", required=True, help="where to save the trained model")
+    train.set_defaults(run=_train)
+
+    pred = sub.add_parser("predict", help="answer a question about an image, with masks")
+    pred.add_argument("--model", required=True)
+    pred.add_argument("--image", required=True)
+    pred.add_argument("--text", required=True)
+    pred.add_argument("--out", default=None, help="write a PNG overlay of the masks")
+    pred.set_defaults(run=_predict)
+
+    ev = sub.add_parser("eval", help="cIoU / gIoU on ShapeScenes splits")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--splits", nargs="+", default=["val", "testA", "testB"])
+    ev.add_argument("--num", type=int, default=200)
+    ev.add_argument("--image-size", type=int, default=128)
+    ev.set_defaults(run=_eval)
+
+    scene = sub.add_parser("scene", help="write a ShapeScenes image and a question about it")
+    scene.add_argument("--index", type=int, default=0)
+    scene.add_argument("--seed", type=int, default=0)
+    scene.add_argument("--image-size", type=int, default=128)
+    scene.add_argument("--out", required=True)
+    scene.set_defaults(run=_scene)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; AnyRef errors are printed as one line, not a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except AnyRefError as error:
+        print(f"anyref {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
