@@ -34,9 +34,10 @@ def commit() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=14.0, help="training wall-time budget")
-    parser.add_argument("--steps", type=int, default=4000, help="schedule length (stops earlier at the budget)")
+    parser.add_argument("--steps", type=int, default=800, help="schedule length (stops earlier at the budget)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--eval-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=str(ROOT / "build" / "benchmark"))
@@ -47,7 +48,7 @@ def main() -> None:
     seed_everything(args.seed)
     model = AnyRefModel(preset("mini"))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         warmup_steps=100, checkpoint_every=250, time_budget_s=args.minutes * 60)
+                         warmup_steps=args.warmup, checkpoint_every=250, time_budget_s=args.minutes * 60)
     result = train(model, config, run_dir=args.run_dir, resume=True)
     scores, eval_began = {}, time.perf_counter()
     for split in ("val", "testA", "testB"):
@@ -57,7 +58,7 @@ def main() -> None:
         "benchmark": "text referring, mini preset from scratch, ShapeScenes 128px",
         "commit": commit(), "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
         "torch_threads": torch.get_num_threads(), "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps,
-        "batch_size": args.batch_size, "lr": args.lr, "schedule_steps": args.steps,
+        "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup, "schedule_steps": args.steps,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,
         "scores": scores,
