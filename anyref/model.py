@@ -30,6 +30,11 @@ class Batch:
     images: torch.Tensor
     masks: list[torch.Tensor | None]
 
+    def to(self, device) -> "Batch":
+        """The same batch on another device."""
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device),
+                     self.images.to(device), [m if m is None else m.to(device) for m in self.masks])
+
 
 @dataclass
 class Generation:
@@ -61,6 +66,11 @@ class AnyRefModel(nn.Module):
         self.apply_trainable()
 
     # ---- structure -------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return next(self.parameters()).device
+
     @property
     def llama(self):
         """The underlying LlamaForCausalLM (inside the peft wrapper when LoRA is on)."""
@@ -139,7 +149,7 @@ class AnyRefModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             image_embeddings = self.sam.image_encoder(pixels)  # (B', C, h, w)
         slot = {b: i for i, b in enumerate(needed)}
-        image_index = torch.tensor([slot[q.batch] for q in queries])
+        image_index = torch.tensor([slot[q.batch] for q in queries], device=image_embeddings.device)
         low_res = decode_masks(self.sam, image_embeddings, image_index, prompts)  # (N, 1, h', w')
         return self.sam.postprocess_masks(low_res, resized, tuple(images.shape[1:3]))[:, 0]  # (N, H, W)
 
@@ -204,8 +214,8 @@ class AnyRefModel(nn.Module):
         """
         max_new = max_new_tokens or self.config.max_new_tokens
         ids, _ = encode(self.tokenizer, question, None, max_tokens=self.config.max_text_tokens)
-        images = image[None]
-        embeds, _, _ = self.splice(torch.tensor([ids]), self.image_tokens(images))  # (1, L0, D)
+        images = image[None].to(self.device)
+        embeds, _, _ = self.splice(torch.tensor([ids], device=self.device), self.image_tokens(images))  # (1, L0, D)
         prompt_length = embeds.shape[1]
         limit = self.llama.config.max_position_embeddings
         if prompt_length + max_new > limit:
@@ -226,7 +236,7 @@ class AnyRefModel(nn.Module):
             generated.append(next_id)
             if next_id == self.ids.eos:
                 break
-            step_input = llama.get_input_embeddings()(torch.tensor([[next_id]]))
+            step_input = llama.get_input_embeddings()(torch.tensor([[next_id]], device=self.device))
         hidden = torch.cat(states, dim=1)  # (1, L, D)
         queries = [ObjQuery(batch=0, query=prompt_length - 1 + k, start=prompt_length - 1)
                    for k, tok in enumerate(generated) if tok == self.ids.obj]

@@ -53,7 +53,7 @@ def predict(model, image, text: str, *, max_new_tokens: int | None = None) -> Pr
     image, text = check_image(image), check_text(text)
     model.eval()
     out = model.generate(image, text, max_new_tokens=max_new_tokens)
-    logits = out.mask_logits.float().numpy()
+    logits = out.mask_logits.float().cpu().numpy()
     return Prediction(text=out.text, masks=logits > 0, mask_logits=logits)
 
 

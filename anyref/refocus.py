@@ -70,8 +70,9 @@ def capture_last_layer(llama):
 def attention_rows(qk: LastLayerQK, queries: list[ObjQuery], *, num_heads: int, num_kv_heads: int,
                    key_padding: torch.Tensor | None = None) -> torch.Tensor:
     """Head-mean last-layer softmax attention of each query over all positions, (N, L); exactly what eager gives."""
-    batch_idx = torch.tensor([q.batch for q in queries])
-    query_idx = torch.tensor([q.query for q in queries])
+    device = qk.q.device
+    batch_idx = torch.tensor([q.batch for q in queries], device=device)
+    query_idx = torch.tensor([q.query for q in queries], device=device)
     n, length = len(queries), qk.k.shape[1]
     head_dim = qk.q.shape[-1] // num_heads
     q = qk.q[batch_idx, query_idx].view(n, num_heads, 1, head_dim)  # (N, H, 1, d)
@@ -81,7 +82,7 @@ def attention_rows(qk: LastLayerQK, queries: list[ObjQuery], *, num_heads: int, 
     _, k = apply_rotary_pos_emb(k, k, qk.cos[batch_idx], qk.sin[batch_idx])
     k = k.repeat_interleave(num_heads // num_kv_heads, dim=1)  # (N, H, L, d)
     scores = (q @ k.transpose(-1, -2)).squeeze(2) * head_dim**-0.5  # (N, H, L)
-    allowed = torch.arange(length)[None, :] <= query_idx[:, None]  # causal, (N, L)
+    allowed = torch.arange(length, device=device)[None, :] <= query_idx[:, None]  # causal, (N, L)
     if key_padding is not None:
         allowed = allowed & key_padding[batch_idx].bool()
     scores = scores.masked_fill(~allowed[:, None, :], float("-inf"))
@@ -90,9 +91,9 @@ def attention_rows(qk: LastLayerQK, queries: list[ObjQuery], *, num_heads: int, 
 
 def refocus_weights(rows: torch.Tensor, queries: list[ObjQuery]) -> torch.Tensor:
     """Keep keys in [start, query), divide by their sum: a-bar of Eq. 2, (N, L); all-zero when no key precedes."""
-    positions = torch.arange(rows.shape[1])[None, :]
-    start = torch.tensor([q.start for q in queries])[:, None]
-    stop = torch.tensor([q.query for q in queries])[:, None]
+    positions = torch.arange(rows.shape[1], device=rows.device)[None, :]
+    start = torch.tensor([q.start for q in queries], device=rows.device)[:, None]
+    stop = torch.tensor([q.query for q in queries], device=rows.device)[:, None]
     weights = rows * ((positions >= start) & (positions < stop))  # (N, L)
     total = weights.sum(dim=1, keepdim=True)
     return weights / total.clamp_min(torch.finfo(weights.dtype).tiny)
@@ -100,8 +101,8 @@ def refocus_weights(rows: torch.Tensor, queries: list[ObjQuery]) -> torch.Tensor
 
 def refocus(hidden: torch.Tensor, weights: torch.Tensor, queries: list[ObjQuery], *, weight: float) -> torch.Tensor:
     """Eq. 2: h_obj + lambda_f * sum_i a_i h_i, from last-layer hidden states (B, L, D) -> (N, D)."""
-    batch_idx = torch.tensor([q.batch for q in queries])
-    h_obj = hidden[batch_idx, torch.tensor([q.query for q in queries])]  # (N, D)
+    batch_idx = torch.tensor([q.batch for q in queries], device=hidden.device)
+    h_obj = hidden[batch_idx, torch.tensor([q.query for q in queries], device=hidden.device)]  # (N, D)
     if weight == 0:
         return h_obj
     context = torch.einsum("nl,nld->nd", weights.to(hidden.dtype), hidden[batch_idx])  # (N, D)

@@ -142,8 +142,11 @@ def load_checkpoint(folder: Path, model, optimizer, schedule, config: TrainConfi
 
 
 def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Train on ShapeScenes text referring; checkpoints to run_dir/checkpoint every `checkpoint_every` steps."""
+          progress: bool = True, callback=None) -> TrainResult:
+    """Train on ShapeScenes text referring; checkpoints to run_dir/checkpoint every `checkpoint_every` steps.
+
+    `callback(steps_done, model, result)` runs after every step (e.g. periodic evaluation; it must restore train mode).
+    """
     folder = Path(run_dir) / "checkpoint" if run_dir else None
     optimizer, schedule = make_optimizer(model, config)
     start, result = 0, TrainResult()
@@ -159,7 +162,7 @@ def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resu
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress, desc="train")
     for step in bar:
         with sdpa_kernel(TRAIN_ATTENTION):
-            out = model(batch_at(step, model, config))
+            out = model(batch_at(step, model, config).to(model.device))
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
@@ -174,6 +177,8 @@ def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resu
         out_of_time = config.time_budget_s is not None and result.wall_s >= config.time_budget_s
         if folder is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or out_of_time):
             save_checkpoint(folder, model, optimizer, schedule, step + 1, result, config)
+        if callback is not None:
+            callback(step + 1, model, result)
         if out_of_time:
             break
     model.eval()
