@@ -26,15 +26,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="build/learning_curve.json")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override mini config fields, e.g. sam.prompt_dim=128 llm.num_layers=4")
+                        help="override mini config fields, e.g. sam.prompt_dim=128 refocus_weight=1.0")
     args = parser.parse_args()
 
     seed_everything(0)
     config = preset("mini")
     for item in args.set:
         key, value = item.split("=", 1)
-        section, field = key.split(".")
-        part = getattr(config, section)
+        *section, field = key.split(".")
+        part = getattr(config, section[0]) if section else config
         setattr(part, field, type(getattr(part, field))(value))
     model = AnyRefModel(config).to(args.device)
     val = split_samples("val", num=args.eval_samples)
