@@ -128,7 +128,7 @@ def encode(tokenizer, question: str, answer: str | None = None, *, max_tokens: i
 
 def _check_known_words(tokenizer, text: str, ids: list[int]) -> None:
     unk = tokenizer.unk_token_id
-    if unk is None or unk not in ids or getattr(tokenizer, "_anyref_allow_unk", False):
+    if unk is None or unk not in ids:
         return
     vocab = tokenizer.get_vocab()
     pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.backend_tokenizer.normalizer
