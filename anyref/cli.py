@@ -6,8 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .errors import AnyRefError
 
 
@@ -62,12 +60,13 @@ def _eval(args) -> None:
 
 def _scene(args) -> None:
     from .data import training_sample
+    from .tokens import segment_question
     from .viz import save_image
 
     sample = training_sample(args.index, seed=args.seed, image_size=args.image_size)
     save_image(args.out, sample.scene.image)
     print(json.dumps({"image": args.out, "expression": sample.expression,
-                      "question": f"Can you segment {sample.expression} in this image?"}))
+                      "question": segment_question(sample.expression)}))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Figures: mask overlays and refocusing-weight bars, for notebooks and the CLI."""
+"""Figures: mask overlays and PNG reading/writing, for notebooks and the CLI."""
 from __future__ import annotations
 
 import numpy as np

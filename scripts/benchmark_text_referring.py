@@ -14,17 +14,16 @@ import torch
 
 from anyref import AnyRefModel, preset
 from anyref.data import split_samples
+from anyref.paths import BUILD_DIR, REPO_ROOT, RESULTS_DIR, TEXT_MODEL_DIR
 from anyref.predict import evaluate_referring
 from anyref.train import TrainConfig, seed_everything, train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def commit() -> str:
     """The git commit of the code being measured (with '+dirty' when uncommitted changes exist)."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "anyref", "scripts"], cwd=ROOT, capture_output=True,
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "anyref", "scripts"], cwd=REPO_ROOT, capture_output=True,
                                text=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except OSError:
@@ -40,9 +39,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--eval-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-dir", default=str(ROOT / "build" / "benchmark"))
-    parser.add_argument("--save-model", default=str(ROOT / "data" / "models" / "anyref-mini-text"))
-    parser.add_argument("--out", default=str(ROOT / "data" / "results" / "text_referring_mini.json"))
+    parser.add_argument("--run-dir", default=str(BUILD_DIR / "benchmark"))
+    parser.add_argument("--save-model", default=str(TEXT_MODEL_DIR))
+    parser.add_argument("--out", default=str(RESULTS_DIR / "text_referring_mini.json"))
     args = parser.parse_args()
 
     seed_everything(args.seed)

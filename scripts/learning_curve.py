@@ -30,13 +30,13 @@ def main() -> None:
     args = parser.parse_args()
 
     seed_everything(0)
-    config = preset("mini")
+    model_config = preset("mini")
     for item in args.set:
         key, value = item.split("=", 1)
         *section, field = key.split(".")
-        part = getattr(config, section[0]) if section else config
+        part = getattr(model_config, section[0]) if section else model_config
         setattr(part, field, type(getattr(part, field))(value))
-    model = AnyRefModel(config).to(args.device)
+    model = AnyRefModel(model_config).to(args.device)
     val = split_samples("val", num=args.eval_samples)
     curve, began = [], time.perf_counter()
 
