@@ -1,4 +1,4 @@
-"""Command line: `anyref train`, `anyref predict`, `anyref eval`, `anyref scene`."""
+"""Command line: `anyref train`, `anyref predict`, `anyref eval`, `anyref pretrain`, `anyref scene`."""
 from __future__ import annotations
 
 import argparse
@@ -69,6 +69,14 @@ def _scene(args) -> None:
                       "question": segment_question(sample.expression)}))
 
 
+def _pretrain(args) -> None:
+    from .pretrain.run import pretrain
+
+    metrics = pretrain(args.ingredient, steps=args.steps, out=args.out, overwrite=args.overwrite,
+                       clip_folder=args.clip)
+    print(json.dumps(metrics, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `anyref` command."""
     parser = argparse.ArgumentParser(prog="anyref", description="AnyRef, rebuilt to be learned.")
@@ -102,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--num", type=int, default=200)
     ev.add_argument("--image-size", type=int, default=128)
     ev.set_defaults(run=_eval)
+
+    pre = sub.add_parser("pretrain", help="pretrain a miniature ingredient (CLIP, SAM, LLaVA, ImageBind-audio)")
+    pre.add_argument("ingredient", choices=["clip", "sam", "llava", "audio"])
+    pre.add_argument("--steps", type=int, default=None, help="fewer steps for a quick look (default: the shipped recipe)")
+    pre.add_argument("--out", default=None, help="where to save (default: data/ingredients/<name>-mini)")
+    pre.add_argument("--clip", default=None, help="CLIP-mini folder that LLaVA-mini and audio-mini build on")
+    pre.add_argument("--overwrite", action="store_true", help="replace existing weights in --out")
+    pre.set_defaults(run=_pretrain)
 
     scene = sub.add_parser("scene", help="write a ShapeScenes image and a question about it")
     scene.add_argument("--index", type=int, default=0)

@@ -1,4 +1,5 @@
-"""Configuration and presets: `micro` (tests), `mini` (the course, CPU) and `paper` (real checkpoints on GPUs)."""
+"""Configuration and presets: `micro` (tests), `mini` (the course, CPU; `mini-scratch` without pretrained parts)
+and `paper` (real checkpoints on GPUs)."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,8 @@ class VisionConfig:
     num_heads: int = 4
     intermediate_size: int = 192
     select_layer: int = -1  # LLaVA-v1 uses -2 (the penultimate layer); the mini tower is shallow, so the last
-    pretrained_path: str | None = None  # a local CLIPVisionModel folder (paper: CLIP ViT-L/14)
+    pretrained_path: str | None = None  # a local CLIP(Vision)Model folder (paper: CLIP ViT-L/14; mini: CLIP-mini)
+    projector_path: str | None = None  # projector weights (.safetensors; paper: LLaVA's mm_projector)
 
 
 @dataclass
@@ -135,9 +137,22 @@ def _micro() -> AnyRefConfig:
 
 
 def _mini() -> AnyRefConfig:
-    # Until pretrained miniature ingredients exist, `mini` trains every part from scratch (no LoRA).
+    # The paper's recipe in miniature: pretrained CLIP-mini, LLaVA-mini and SAM-mini from data/ingredients, frozen
+    # encoders, LoRA on the LLM, trainable token embeddings, mask decoder and gamma.
     return AnyRefConfig(
         preset="mini",
+        vision=VisionConfig(pretrained_path="data:ingredients/clip-mini",
+                            projector_path="data:ingredients/llava-mini/projector.safetensors"),
+        llm=LLMConfig(pretrained_path="data:ingredients/llava-mini/llm"),
+        sam=SAMConfig(checkpoint="data:ingredients/sam-mini/model.safetensors"),
+        tokenizer_path="data:ingredients/llava-mini/tokenizer",
+    )
+
+
+def _mini_scratch() -> AnyRefConfig:
+    # The same sizes with no pretrained ingredient: every part trains from scratch (no LoRA).
+    return AnyRefConfig(
+        preset="mini-scratch",
         llm=LLMConfig(use_lora=False),
         trainable=TrainableConfig(vision=True, projector=True, sam_encoder=True, llm_full=True),
     )
@@ -158,7 +173,7 @@ def _paper() -> AnyRefConfig:
     )
 
 
-PRESETS = {"micro": _micro, "mini": _mini, "paper": _paper}
+PRESETS = {"micro": _micro, "mini": _mini, "mini-scratch": _mini_scratch, "paper": _paper}
 
 
 def preset(name: str, **overrides) -> AnyRefConfig:

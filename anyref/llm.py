@@ -1,10 +1,27 @@
 """The Llama language model (LLaVA's LLM), with LoRA on q_proj / v_proj through peft (Sec. 3.2.1)."""
 from __future__ import annotations
 
-from pathlib import Path
+from contextlib import contextmanager
 
 from .config import LLMConfig
 from .errors import AnyRefCheckpointError
+from .paths import resolve
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' loading reports (e.g. the unused text tower of a CLIP folder) inside the block."""
+    from transformers.utils import logging
+
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def build_llama(config: LLMConfig, *, vocab_size: int, pad_token_id: int, eos_token_id: int, bos_token_id: int | None):
@@ -12,9 +29,11 @@ def build_llama(config: LLMConfig, *, vocab_size: int, pad_token_id: int, eos_to
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if config.pretrained_path:
-        if not Path(config.pretrained_path).is_dir():
-            raise AnyRefCheckpointError(f"LLM folder {config.pretrained_path!r} does not exist")
-        model = LlamaForCausalLM.from_pretrained(config.pretrained_path, attn_implementation="sdpa")
+        folder = resolve(config.pretrained_path)
+        if not folder.is_dir():
+            raise AnyRefCheckpointError(f"LLM folder {str(folder)!r} does not exist")
+        with quiet_transformers():
+            model = LlamaForCausalLM.from_pretrained(str(folder), attn_implementation="sdpa")
         model.resize_token_embeddings(vocab_size)
     else:
         llama_config = LlamaConfig(

@@ -10,6 +10,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from .config import SAMConfig
 from .errors import AnyRefCheckpointError
+from .paths import resolve
 
 
 def build_sam(config: SAMConfig) -> Sam:
@@ -39,12 +40,17 @@ def build_sam(config: SAMConfig) -> Sam:
 
 
 def load_sam_checkpoint(sam: Sam, path: str | Path) -> None:
-    """Load an official-format SAM state dict (.pth, keys image_encoder.* / prompt_encoder.* / mask_decoder.*)."""
-    path = Path(path)
+    """Load an official-format SAM state dict (.pth or .safetensors; keys image_encoder.* / prompt_encoder.* / ...)."""
+    path = resolve(path)
     if not path.is_file():
         raise AnyRefCheckpointError(f"SAM checkpoint {str(path)!r} does not exist; give the path of a local "
-                                    "sam_vit_*.pth file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+                                    "sam_vit_*.pth file (or SAM-mini's model.safetensors)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     missing, unexpected = sam.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise AnyRefCheckpointError(f"SAM checkpoint {str(path)!r} does not match the configured SAM "
@@ -72,19 +78,22 @@ def decode_masks(sam: Sam, image_embeddings: torch.Tensor, image_index: torch.Te
                  prompts: torch.Tensor) -> torch.Tensor:
     """SAM's mask decoder, batched over images, single-mask output (multimask_output=False).
 
-    image_embeddings (B, C, h, w); image_index (N,) picks each prompt's image; prompts (N, C) are the sparse prompt
-    embeddings (one token each); dense prompt = SAM's no-mask embedding. Returns low-res logits (N, 1, 4h, 4w).
+    image_embeddings (B, C, h, w); image_index (N,) picks each prompt's image; prompts are the sparse prompt
+    embeddings, (N, C) for one token each (AnyRef's `<obj>`) or (N, K, C) for K tokens (points, box corners);
+    dense prompt = SAM's no-mask embedding. Returns low-res logits (N, 1, 4h, 4w).
     Same maths as `MaskDecoder.predict_masks`, which handles one image per call.
     """
     decoder = sam.mask_decoder
     n = prompts.shape[0]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])  # (1 + M, C)
-    tokens = torch.cat([output_tokens.expand(n, -1, -1), prompts[:, None, :]], dim=1)  # (N, 2 + M, C)
+    if prompts.dim() == 2:
+        prompts = prompts[:, None, :]  # (N, 1, C)
+    tokens = torch.cat([output_tokens.expand(n, -1, -1), prompts], dim=1)  # (N, 1 + M + K, C)
     dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)  # (1, C, 1, 1)
     src = image_embeddings[image_index] + dense  # (N, C, h, w)
     pos = sam.prompt_encoder.get_dense_pe().expand(n, -1, -1, -1)  # (N, C, h, w)
     _, channels, height, width = src.shape
-    hidden, src = decoder.transformer(src, pos, tokens)  # (N, 2 + M, C), (N, h * w, C)
+    hidden, src = decoder.transformer(src, pos, tokens)  # (N, 1 + M + K, C), (N, h * w, C)
     upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(n, channels, height, width))  # (N, C/8, 4h, 4w)
     hyper = decoder.output_hypernetworks_mlps[0](hidden[:, 1])  # first mask token -> (N, C/8)
     masks = hyper[:, None, :] @ upscaled.flatten(2)  # (N, 1, 16 h w)

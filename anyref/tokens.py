@@ -18,7 +18,9 @@ IGNORE_INDEX = -100
 SEGMENT_QUESTION = "Can you segment {exp} in this image?"
 SEGMENT_ANSWER = "{exp} " + OBJ_TOKEN + "."
 USER, ASSISTANT = "USER:", "ASSISTANT:"
-TEMPLATE_WORDS = ("can", "you", "segment", "in", "this", "image", "user", "assistant")
+# The supplement's templates (segment / region description / image reference / audio reference) and the roles.
+TEMPLATE_WORDS = ("can", "you", "segment", "in", "this", "image", "user", "assistant", "provide", "description", "of",
+                  "find", "similar", "object", "that", "makes", "sound")
 PUNCTUATION = (".", "?", ",", ":", "'")
 
 
@@ -28,9 +30,10 @@ def build_word_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     from .data import vocabulary
+    from .data.language import WORDS
 
     base = ["<unk>", "<pad>", "<s>", "</s>"]
-    words = sorted(set(TEMPLATE_WORDS) | set(vocabulary()))
+    words = sorted(set(TEMPLATE_WORDS) | set(WORDS) | set(vocabulary()))
     vocab = {tok: i for i, tok in enumerate(base + list(PUNCTUATION) + words)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
@@ -60,10 +63,13 @@ def load_tokenizer(path: str | Path | None):
         return build_word_tokenizer()
     from transformers import AutoTokenizer
 
-    if not Path(path).is_dir():
-        raise AnyRefCheckpointError(f"tokenizer folder {str(path)!r} does not exist; point tokenizer_path at a "
+    from .paths import resolve
+
+    folder = resolve(path)
+    if not folder.is_dir():
+        raise AnyRefCheckpointError(f"tokenizer folder {str(folder)!r} does not exist; point tokenizer_path at a "
                                     "local folder holding tokenizer files (nothing is downloaded)")
-    return add_special_tokens(AutoTokenizer.from_pretrained(str(path)))
+    return add_special_tokens(AutoTokenizer.from_pretrained(str(folder)))
 
 
 @dataclass

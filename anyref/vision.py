@@ -9,6 +9,8 @@ from torch import nn
 
 from .config import VisionConfig
 from .errors import AnyRefCheckpointError
+from .paths import resolve
+from .llm import quiet_transformers
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -19,9 +21,11 @@ def build_clip_vision(config: VisionConfig):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     if config.pretrained_path:
-        if not Path(config.pretrained_path).is_dir():
-            raise AnyRefCheckpointError(f"CLIP folder {config.pretrained_path!r} does not exist")
-        return CLIPVisionModel.from_pretrained(config.pretrained_path)
+        folder = resolve(config.pretrained_path)
+        if not folder.is_dir():
+            raise AnyRefCheckpointError(f"CLIP folder {str(folder)!r} does not exist")
+        with quiet_transformers():  # a full CLIPModel folder also holds the text tower, which is not needed here
+            return CLIPVisionModel.from_pretrained(str(folder))
     clip_config = CLIPVisionConfig(
         hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
@@ -38,6 +42,8 @@ class VisionTower(nn.Module):
         self.config = config
         self.clip = build_clip_vision(config)
         self.projector = nn.Linear(self.clip.config.hidden_size, llm_hidden_size)  # LLaVA-v1: one linear layer
+        if config.projector_path:
+            load_projector(self.projector, resolve(config.projector_path))
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -61,3 +67,16 @@ class VisionTower(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, P, D_llm) image tokens."""
         return self.projector(self.patch_features(pixels))
+
+
+def load_projector(projector: nn.Module, path: Path) -> None:
+    """Load projector weights from a .safetensors file (LLaVA-mini's; the paper: LLaVA's mm_projector)."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise AnyRefCheckpointError(f"projector file {str(path)!r} does not exist; train LLaVA-mini with "
+                                    "`anyref pretrain llava` or restore data/ingredients from git")
+    try:
+        projector.load_state_dict(load_file(str(path)))
+    except RuntimeError as error:
+        raise AnyRefCheckpointError(f"projector weights {str(path)!r} do not fit: {error}") from None

@@ -1,0 +1,197 @@
+"""CLIP-mini: a transformers CLIPModel (vision + text towers) trained contrastively on ShapeScenes captions.
+
+CLIP (Radford et al., 2021) aligns images and captions with a symmetric InfoNCE loss over a batch. Here the pairs
+are object crops ("a small red circle") and whole scenes ("a red circle , a blue star and ..."). LLaVA-mini and
+AnyRef-mini then use the frozen vision tower, exactly as the paper uses CLIP ViT-L/14.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import VisionConfig
+from ..data import COLOURS, SHAPES, make_scene, object_crop
+from ..data.language import crop_caption, scene_caption
+from ..errors import AnyRefCheckpointError
+from ..tokens import build_word_tokenizer
+from ..vision import CLIP_MEAN, CLIP_STD
+from .loop import run_loop, scene_rng
+from .store import ingredient_dir
+
+TRAIN_STREAM, HELDOUT_STREAM = 11, 12
+
+
+@dataclass
+class TextTowerConfig:
+    """CLIP-mini's text transformer."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 128
+    max_positions: int = 48
+
+
+@dataclass
+class CLIPMiniConfig:
+    """Both towers and the shared embedding size."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextTowerConfig = field(default_factory=TextTowerConfig)
+    projection_dim: int = 64
+
+
+@dataclass
+class CLIPPretrainConfig:
+    """Hyper-parameters of CLIP-mini pretraining."""
+
+    steps: int = 600
+    batch_size: int = 48  # image/caption pairs per step
+    crop_fraction: float = 0.75  # share of pairs that are object crops (the rest whole scenes)
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    seed: int = 0
+
+
+def build_clip(config: CLIPMiniConfig, tokenizer):
+    """A fresh transformers CLIPModel with both towers of `config` over the word tokenizer."""
+    from transformers import CLIPConfig, CLIPModel
+
+    v, t = config.vision, config.text
+    clip_config = CLIPConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=t.hidden_size, num_hidden_layers=t.num_layers,
+                         num_attention_heads=t.num_heads, intermediate_size=t.intermediate_size,
+                         max_position_embeddings=t.max_positions, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        vision_config=dict(hidden_size=v.hidden_size, intermediate_size=v.intermediate_size,
+                           num_hidden_layers=v.num_layers, num_attention_heads=v.num_heads,
+                           image_size=v.image_size, patch_size=v.patch_size),
+        projection_dim=config.projection_dim,
+    )
+    return CLIPModel(clip_config)
+
+
+def text_inputs(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions -> (ids (N, L), attention mask (N, L)), each ending with the end token CLIP pools at."""
+    ids = [tokenizer(t, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for t in texts]
+    length = max(map(len, ids))
+    padded = torch.full((len(ids), length), tokenizer.pad_token_id)
+    for row, seq in enumerate(ids):
+        padded[row, :len(seq)] = torch.tensor(seq)
+    return padded, (padded != tokenizer.pad_token_id).long()
+
+
+def pixel_values(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> CLIP-normalised (N, 3, size, size)."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def encode_images(clip, images) -> torch.Tensor:
+    """uint8 images (N, H, W, 3), array or tensor -> L2-normalised image embeddings (N, D)."""
+    images = torch.as_tensor(np.asarray(images))
+    pixels = pixel_values(images, clip.config.vision_config.image_size)
+    return F.normalize(clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+
+
+def encode_texts(clip, tokenizer, texts: list[str]) -> torch.Tensor:
+    """Captions -> L2-normalised text embeddings (N, D)."""
+    ids, mask = text_inputs(tokenizer, texts)
+    return F.normalize(clip.get_text_features(input_ids=ids, attention_mask=mask).pooler_output, dim=-1)
+
+
+def pair_batch(rng: np.random.Generator, *, size: int, crop_fraction: float, image_size: int):
+    """`size` (image (S, S, 3) uint8, caption) pairs: object crops and whole scenes."""
+    images, captions = [], []
+    while len(images) < size:
+        scene = make_scene(rng, image_size=image_size)
+        if rng.random() < crop_fraction:
+            index = int(rng.integers(len(scene.objects)))
+            crop = object_crop(scene, index, size=image_size)
+            images.append(crop)
+            captions.append(crop_caption(scene.objects[index], rng))
+        else:
+            images.append(scene.image)
+            captions.append(scene_caption(scene))
+    return torch.from_numpy(np.stack(images)), captions
+
+
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE; pairs with identical captions count as positives for each other."""
+    logits = logit_scale.exp().clamp(max=100) * image_emb @ text_emb.T  # (N, N)
+    targets = torch.arange(len(logits))
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+
+def pretrain_clip(config: CLIPMiniConfig = CLIPMiniConfig(), settings: CLIPPretrainConfig = CLIPPretrainConfig(), *,
+                  progress: bool = True, callback=None):
+    """Train CLIP-mini from scratch; returns (clip, tokenizer, LoopResult)."""
+    tokenizer = build_word_tokenizer()
+    torch.manual_seed(settings.seed)
+    clip = build_clip(config, tokenizer).train()
+    image_size = config.vision.image_size
+
+    def loss_at(step: int) -> torch.Tensor:
+        rng = scene_rng(TRAIN_STREAM, settings.seed, step)
+        images, captions = pair_batch(rng, size=settings.batch_size, crop_fraction=settings.crop_fraction,
+                                      image_size=image_size)
+        _, inverse = np.unique(captions, return_inverse=True)
+        keep = np.unique(inverse, return_index=True)[1]  # one pair per distinct caption: no false negatives
+        return contrastive_loss(encode_images(clip, images[keep]),
+                                encode_texts(clip, tokenizer, [captions[i] for i in keep]), clip.logit_scale)
+
+    result = run_loop(loss_at, clip.parameters(), steps=settings.steps, lr=settings.lr, seed=settings.seed,
+                      warmup_steps=settings.warmup_steps, progress=progress, desc="CLIP-mini", callback=callback)
+    return clip.eval(), tokenizer, result
+
+
+def class_names() -> list[str]:
+    """The zero-shot classes "a {colour} {shape}", colour-major."""
+    return [f"a {colour} {shape}" for colour in COLOURS for shape in SHAPES]
+
+
+@torch.no_grad()
+def zero_shot_accuracy(clip, tokenizer, *, num_scenes: int = 100) -> float:
+    """Top-1 of "a {colour} {shape}" zero-shot classification of every object crop in held-out scenes."""
+    names = class_names()
+    text_emb = encode_texts(clip, tokenizer, names)  # (36, D)
+    size = clip.config.vision_config.image_size
+    crops, labels = [], []
+    for i in range(num_scenes):
+        scene = make_scene(scene_rng(HELDOUT_STREAM, i), image_size=size)
+        for index, obj in enumerate(scene.objects):
+            crops.append(object_crop(scene, index, size=size))
+            labels.append(names.index(f"a {obj.colour} {obj.shape}"))
+    predicted = torch.cat([(encode_images(clip, np.stack(crops[i:i + 64])) @ text_emb.T).argmax(1)
+                           for i in range(0, len(crops), 64)])
+    return float((predicted == torch.tensor(labels)).float().mean())
+
+
+def save_clip_mini(clip, folder=None, *, metrics: dict | None = None, overwrite: bool = False) -> Path:
+    """Save CLIP-mini as a transformers CLIPModel folder plus metrics.json (default: data/ingredients/clip-mini)."""
+    folder = Path(folder or ingredient_dir("clip-mini"))
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise AnyRefCheckpointError(f"{str(folder)!r} already holds weights; pass overwrite=True (--overwrite)")
+        shutil.rmtree(folder)
+    clip.save_pretrained(str(folder))
+    (folder / "metrics.json").write_text(json.dumps(metrics or {}, indent=2) + "\n")
+    return folder
+
+
+def load_clip_mini(folder=None):
+    """CLIP-mini and its tokenizer from a folder written by `save_clip_mini`."""
+    from transformers import CLIPModel
+
+    folder = Path(folder or ingredient_dir("clip-mini"))
+    if not (folder / "config.json").is_file():
+        raise AnyRefCheckpointError(f"{str(folder)!r} holds no CLIP-mini; train it with `anyref pretrain clip`")
+    return CLIPModel.from_pretrained(str(folder)).eval(), build_word_tokenizer()

@@ -1,0 +1,155 @@
+"""LLaVA-mini: a small Llama pretrained on ShapeScenes text, then LLaVA's two stages in miniature.
+
+LLaVA (Liu et al., 2023) starts from a pretrained LLM (Vicuna) and a frozen CLIP: stage 1 trains only the projector
+on image captions ("feature alignment"); stage 2 trains projector + LLM on instructions. AnyRef starts from that
+model. Here: stage 0 pretrains the Llama as a language model on ShapeScenes sentences, stage 1 aligns the projector
+on scene captions, stage 2 tunes on questions about colour, shape, position and count.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from ..config import AnyRefConfig, LLMConfig, TrainableConfig, VisionConfig
+from ..data import make_scene
+from ..data.language import QUESTION_KINDS, question, scene_caption
+from ..errors import AnyRefCheckpointError
+from ..losses import text_loss
+from ..model import AnyRefModel, Batch
+from ..tokens import IGNORE_INDEX, encode, pad_batch
+from .loop import run_loop, scene_rng
+from .store import ingredient_dir
+
+TRAIN_STREAM, HELDOUT_STREAM = 41, 42
+SCENE_SIZE = 128  # ShapeScenes' default; the vision tower resizes to its own input size
+CAPTION_QUESTION = "describe the image briefly."
+LLM_DIR, PROJECTOR_FILE, TOKENIZER_DIR, METRICS_FILE = "llm", "projector.safetensors", "tokenizer", "metrics.json"
+
+
+@dataclass
+class LLaVAPretrainConfig:
+    """Steps, batch sizes and learning rates of the three stages."""
+
+    lm_steps: int = 300
+    lm_batch: int = 32
+    lm_lr: float = 3e-3
+    align_steps: int = 150
+    align_batch: int = 16
+    align_lr: float = 3e-3
+    instruct_steps: int = 500
+    instruct_batch: int = 16
+    instruct_lr: float = 2e-3
+    seed: int = 0
+
+
+def llava_config(*, clip_path: str | None, vision: VisionConfig | None = None, llm: LLMConfig | None = None,
+                 stage: str) -> AnyRefConfig:
+    """An AnyRef config used as LLaVA, full LLM (no LoRA); trains the LLM at "lm", the projector at "align", both at
+    "instruct"."""
+    vision = vision or VisionConfig()
+    vision.pretrained_path = clip_path
+    trains_llm = stage in ("lm", "instruct")
+    trainable = TrainableConfig(projector=stage != "lm", llm_full=trains_llm, token_embeddings=trains_llm,
+                                mask_decoder=False, obj_mlp=False)
+    return AnyRefConfig(preset="llava-mini", vision=vision, llm=llm or LLMConfig(use_lora=False), trainable=trainable)
+
+
+def lm_sentence(rng: np.random.Generator, image_size: int) -> str:
+    """One ShapeScenes sentence: a scene caption, or a question followed by its answer."""
+    scene = make_scene(rng, image_size=image_size)
+    if rng.random() < 0.3:
+        return scene_caption(scene)
+    q, a = question(scene, rng, kind=QUESTION_KINDS[rng.integers(len(QUESTION_KINDS))])
+    return f"{q} {a} ."
+
+
+def chat_batch(model: AnyRefModel, scenes, pairs) -> Batch:
+    """(scene, (question, answer)) -> a teacher-forced Batch without masks."""
+    ids, labels = zip(*(encode(model.tokenizer, q, a, max_tokens=model.config.max_text_tokens) for q, a in pairs))
+    return Batch(input_ids=pad_batch(list(ids), value=model.ids.pad),
+                 attention_mask=pad_batch([[1] * len(x) for x in ids], value=0),
+                 labels=pad_batch(list(labels), value=IGNORE_INDEX),
+                 images=torch.from_numpy(np.stack([s.image for s in scenes])), masks=[None] * len(scenes))
+
+
+def _stage_batch(model, stream_keys, size: int, *, kind: str) -> Batch:
+    rng = scene_rng(TRAIN_STREAM, *stream_keys)
+    scenes = [make_scene(rng, image_size=SCENE_SIZE) for _ in range(size)]
+    if kind == "align":
+        pairs = [(CAPTION_QUESTION, scene_caption(s)) for s in scenes]
+    else:
+        pairs = [question(s, rng, kind=QUESTION_KINDS[rng.integers(len(QUESTION_KINDS))]) for s in scenes]
+    return chat_batch(model, scenes, pairs)
+
+
+def pretrain_llava(clip_path: str, settings: LLaVAPretrainConfig = LLaVAPretrainConfig(), *,
+                   vision: VisionConfig | None = None, llm: LLMConfig | None = None, progress: bool = True,
+                   callback=None) -> tuple[AnyRefModel, dict]:
+    """Run stages 0-2 on top of the CLIP-mini folder `clip_path`; returns the model and each stage's losses."""
+    torch.manual_seed(settings.seed)
+    model = AnyRefModel(llava_config(clip_path=clip_path, vision=vision, llm=llm, stage="lm"))
+    llama, tokenizer, histories = model.llama, model.tokenizer, {}
+
+    def lm_loss(step: int) -> torch.Tensor:
+        rng = scene_rng(TRAIN_STREAM, settings.seed, 0, step)
+        texts = [lm_sentence(rng, SCENE_SIZE) for _ in range(settings.lm_batch)]
+        ids = [[tokenizer.bos_token_id, *tokenizer(t, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
+               for t in texts]
+        input_ids = pad_batch(ids, value=model.ids.pad)  # (B, T)
+        labels = input_ids.masked_fill(input_ids == model.ids.pad, IGNORE_INDEX)
+        logits = llama(input_ids=input_ids, attention_mask=(labels != IGNORE_INDEX).long()).logits  # (B, T, V)
+        return text_loss(logits, labels)
+
+    llama.train()
+    histories["lm"] = run_loop(lm_loss, llama.parameters(), steps=settings.lm_steps, lr=settings.lm_lr,
+                               seed=settings.seed, progress=progress, desc="LLaVA-mini LM", callback=callback).losses
+    for stage, steps, batch, lr in (("align", settings.align_steps, settings.align_batch, settings.align_lr),
+                                    ("instruct", settings.instruct_steps, settings.instruct_batch, settings.instruct_lr)):
+        model.config.trainable = llava_config(clip_path=clip_path, vision=vision, llm=llm, stage=stage).trainable
+        model.apply_trainable()
+        model.train()
+        histories[stage] = run_loop(
+            lambda step, stage=stage, batch=batch: model(_stage_batch(model, (settings.seed, 1 + (stage == "instruct"),
+                                                                              step), batch, kind=stage))["ce"],
+            model.parameters(), steps=steps, lr=lr, seed=settings.seed, progress=progress,
+            desc=f"LLaVA-mini {stage}", callback=callback).losses
+    return model.eval(), histories
+
+
+@torch.no_grad()
+def answer_accuracy(model: AnyRefModel, *, num: int = 50) -> dict[str, float]:
+    """Exact-match accuracy of greedy answers to held-out questions, per kind and overall (num per kind)."""
+    model.eval()
+    scores = {}
+    for k, kind in enumerate(QUESTION_KINDS):
+        right = 0
+        for i in range(num):
+            rng = scene_rng(HELDOUT_STREAM, k, i)
+            scene = make_scene(rng, image_size=SCENE_SIZE)
+            q, a = question(scene, rng, kind=kind)
+            out = model.generate(torch.from_numpy(scene.image), q, max_new_tokens=4)
+            right += out.text.strip() == a
+        scores[kind] = right / num
+    scores["overall"] = float(np.mean([scores[k] for k in QUESTION_KINDS]))
+    return scores
+
+
+def save_llava_mini(model: AnyRefModel, folder=None, *, metrics: dict | None = None, overwrite: bool = False) -> Path:
+    """Write llm/ (a LlamaForCausalLM folder), projector.safetensors, tokenizer/ and metrics.json."""
+    folder = Path(folder or ingredient_dir("llava-mini"))
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise AnyRefCheckpointError(f"{str(folder)!r} already holds weights; pass overwrite=True (--overwrite)")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    model.llama.save_pretrained(str(folder / LLM_DIR))
+    save_file({k: v.contiguous() for k, v in model.vision.projector.state_dict().items()}, str(folder / PROJECTOR_FILE))
+    model.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+    (folder / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n")
+    return folder

@@ -1,0 +1,54 @@
+"""Shipped ingredient weights: a folder with config.json (+ any metrics) and model.safetensors."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import AnyRefCheckpointError
+from ..paths import DATA_DIR
+
+INGREDIENTS_DIR = DATA_DIR / "ingredients"
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+def ingredient_dir(name: str) -> Path:
+    """Where the shipped weights of an ingredient ("clip-mini", "sam-mini", ...) live."""
+    return INGREDIENTS_DIR / name
+
+
+def save_ingredient(module, config: dict, folder: str | Path, *, overwrite: bool = False) -> Path:
+    """Write config.json and model.safetensors, refusing to replace an existing folder unless asked."""
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise AnyRefCheckpointError(f"{str(folder)!r} already holds weights; pass overwrite=True "
+                                        "(--overwrite) to replace them, or choose another folder")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    save_model(module, str(folder / WEIGHTS_FILE))
+    return folder
+
+
+def read_config(folder: str | Path) -> dict:
+    """config.json of an ingredient folder, with a clear error when the folder is not one."""
+    folder = Path(folder)
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise AnyRefCheckpointError(f"{str(folder)!r} is not an ingredient folder (missing {missing}); "
+                                    "train one with `anyref pretrain ...` or restore data/ingredients from git")
+    return json.loads((folder / CONFIG_FILE).read_text())
+
+
+def load_weights(module, folder: str | Path) -> None:
+    """Load model.safetensors into a module of the matching configuration."""
+    from safetensors.torch import load_model
+
+    read_config(folder)
+    try:
+        load_model(module, str(Path(folder) / WEIGHTS_FILE), strict=True)
+    except RuntimeError as error:
+        raise AnyRefCheckpointError(f"weights in {str(folder)!r} do not match the module: {error}") from None

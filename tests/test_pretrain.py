@@ -1,0 +1,80 @@
+"""The ingredient pretraining code at micro size (seconds), and the shipped miniature ingredients."""
+import numpy as np
+import pytest
+import torch
+
+from anyref.config import LLMConfig, SAMConfig, VisionConfig
+from anyref.errors import AnyRefCheckpointError
+from anyref.pretrain import clip_mini, llava_mini, sam_mini
+from anyref.sam import build_sam
+
+MICRO_VISION = dict(image_size=48, patch_size=8, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+MICRO_SAM = SAMConfig(image_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2, prompt_dim=32,
+                      decoder_depth=1, decoder_mlp_dim=64, decoder_heads=2)
+MICRO_CLIP = clip_mini.CLIPMiniConfig(vision=VisionConfig(**MICRO_VISION),
+                                      text=clip_mini.TextTowerConfig(hidden_size=32, num_layers=1, num_heads=2,
+                                                                     intermediate_size=64), projection_dim=16)
+
+
+def test_sam_prompts_are_two_tokens_for_boxes_and_points():
+    scenes = [sam_mini.make_scene(np.random.default_rng(i), image_size=64) for i in range(3)]
+    index, points, labels, masks = sam_mini.prompt_batch(scenes, np.random.default_rng(0), point_fraction=0.5,
+                                                         box_noise=0.0, scale=1.0, per_image=2)
+    assert points.shape == (len(index), 2, 2) and labels.shape == (len(index), 2)
+    assert masks.shape == (len(index), 64, 64) and masks.flatten(1).any(1).all()
+    sam = build_sam(MICRO_SAM)
+    assert sam_mini.sparse_prompts(sam, points, labels).shape == (len(index), 2, 32)
+    box_rows = labels[:, 0] == 2  # exact boxes hold every mask pixel
+    for row in box_rows.nonzero()[:, 0].tolist():
+        ys, xs = masks[row].nonzero(as_tuple=True)
+        (x1, y1), (x2, y2) = points[row].tolist()
+        assert x1 <= xs.min() and xs.max() < x2 and y1 <= ys.min() and ys.max() < y2
+
+
+def test_sam_pretraining_is_seeded_and_learns(tmp_path):
+    settings = sam_mini.SAMPretrainConfig(steps=12, batch_size=2, image_size=64, lr=3e-3, warmup_steps=2)
+    sam, first = sam_mini.pretrain_sam(MICRO_SAM, settings, progress=False)
+    _, second = sam_mini.pretrain_sam(MICRO_SAM, settings, progress=False)
+    assert first.losses == second.losses
+    assert np.mean(first.losses[-3:]) < np.mean(first.losses[:3])
+    assert 0.0 <= sam_mini.evaluate_sam(sam, num_scenes=4, image_size=64) <= 1.0
+    folder = sam_mini.save_sam_mini(sam, MICRO_SAM, tmp_path / "sam")
+    with pytest.raises(AnyRefCheckpointError, match="overwrite"):
+        sam_mini.save_sam_mini(sam, MICRO_SAM, tmp_path / "sam")
+    again = build_sam(SAMConfig(**{**MICRO_SAM.__dict__, "checkpoint": str(folder / "model.safetensors")}))
+    for (name, a), b in zip(sam.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_clip_pretraining_is_seeded_and_learns(tmp_path):
+    settings = clip_mini.CLIPPretrainConfig(steps=10, batch_size=12, lr=3e-3, warmup_steps=2)
+    clip, tokenizer, first = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False)
+    _, _, second = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False)
+    assert first.losses == second.losses
+    assert np.mean(first.losses[-3:]) < np.mean(first.losses[:3])
+    emb = clip_mini.encode_texts(clip, tokenizer, ["a red circle", "a small blue star"])
+    assert emb.shape == (2, 16) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert 0.0 <= clip_mini.zero_shot_accuracy(clip, tokenizer, num_scenes=3) <= 1.0
+    folder = clip_mini.save_clip_mini(clip, tmp_path / "clip")
+    loaded, _ = clip_mini.load_clip_mini(folder)
+    crops = np.zeros((2, 48, 48, 3), dtype=np.uint8)
+    assert torch.allclose(clip_mini.encode_images(clip, crops), clip_mini.encode_images(loaded, crops), atol=1e-6)
+
+
+def test_llava_stages_run_on_a_clip_folder(tmp_path):
+    clip = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
+    folder = clip_mini.save_clip_mini(clip, tmp_path / "clip")
+    settings = llava_mini.LLaVAPretrainConfig(lm_steps=3, lm_batch=4, align_steps=2, align_batch=2,
+                                             instruct_steps=2, instruct_batch=2)
+    llm = LLMConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64,
+                    max_positions=128, use_lora=False)
+    model, histories = llava_mini.pretrain_llava(str(folder), settings, vision=VisionConfig(**MICRO_VISION), llm=llm,
+                                                 progress=False)
+    assert [len(histories[k]) for k in ("lm", "align", "instruct")] == [3, 2, 2]
+    # stage 1 trains the projector only: CLIP stays as loaded
+    loaded = {k.split("embeddings.", 1)[-1]: v for k, v in model.vision.clip.state_dict().items() if "embeddings." in k}
+    assert torch.equal(loaded["patch_embedding.weight"], clip.vision_model.embeddings.patch_embedding.weight)
+    scores = llava_mini.answer_accuracy(model, num=2)
+    assert set(scores) == {"colour", "shape", "where", "count", "overall"}
+    saved = llava_mini.save_llava_mini(model, tmp_path / "llava")
+    assert {p.name for p in saved.iterdir()} >= {"llm", "projector.safetensors", "tokenizer"}
