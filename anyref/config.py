@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .audio import AudioConfig, imagebind_huge_audio_config
 from .errors import AnyRefConfigError
 
 
@@ -72,6 +73,8 @@ class TrainableConfig:
     token_embeddings: bool = True
     mask_decoder: bool = True
     obj_mlp: bool = True
+    audio_encoder: bool = False  # ImageBind stays frozen in the paper
+    audio_projection: bool = True
 
 
 @dataclass
@@ -82,6 +85,7 @@ class AnyRefConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     sam: SAMConfig = field(default_factory=SAMConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     refocus_weight: float = 0.1  # lambda_f of Eq. 2
     ce_weight: float = 1.0  # lambda_text of Eq. 3
@@ -98,7 +102,8 @@ class AnyRefConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "AnyRefConfig":
         """Rebuild a config from `to_dict` output, rejecting unknown keys."""
-        sections = {"vision": VisionConfig, "llm": LLMConfig, "sam": SAMConfig, "trainable": TrainableConfig}
+        sections = {"vision": VisionConfig, "llm": LLMConfig, "sam": SAMConfig, "audio": AudioConfig,
+                    "trainable": TrainableConfig}
         kwargs = {}
         known = {f.name for f in dataclasses.fields(cls)}
         for key, value in data.items():
@@ -132,6 +137,7 @@ def _micro() -> AnyRefConfig:
         llm=LLMConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64, max_positions=256),
         sam=SAMConfig(image_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2, prompt_dim=32,
                       decoder_depth=2, decoder_mlp_dim=64, decoder_heads=2),
+        audio=AudioConfig(num_mel_bins=32, embed_dim=16, depth=1, num_heads=2, out_dim=16),
         max_new_tokens=12,
     )
 
@@ -145,6 +151,7 @@ def _mini() -> AnyRefConfig:
                             projector_path="data:ingredients/llava-mini/projector.safetensors"),
         llm=LLMConfig(pretrained_path="data:ingredients/llava-mini/llm"),
         sam=SAMConfig(checkpoint="data:ingredients/sam-mini/model.safetensors"),
+        audio=AudioConfig(checkpoint="data:ingredients/audio-mini"),
         tokenizer_path="data:ingredients/llava-mini/tokenizer",
     )
 
@@ -168,6 +175,7 @@ def _paper() -> AnyRefConfig:
         sam=SAMConfig(image_size=1024, patch_size=16, embed_dim=1280, depth=32, num_heads=16, window_size=14,
                       global_attn_indexes=(7, 15, 23, 31), use_rel_pos=True, prompt_dim=256, decoder_depth=2, decoder_mlp_dim=2048,
                       decoder_heads=8),
+        audio=imagebind_huge_audio_config(),
         max_text_tokens=512,
         max_new_tokens=128,
     )

@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .audio import AudioConfig, AudioEncoder
 from .config import AnyRefConfig
 from .errors import AnyRefCheckpointError, AnyRefInputError
+from .paths import resolve
 from .llm import add_lora, build_llama
 from .losses import anyref_loss
 from .refocus import LastLayerQK, ObjQuery, attention_rows, capture_last_layer, refocus, refocus_weights
@@ -18,6 +20,22 @@ from .tokens import IGNORE_INDEX, TokenIds, encode, load_tokenizer
 from .vision import VisionTower
 
 WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_DIR = "model.safetensors", "config.json", "tokenizer"
+
+
+def build_audio(config: AudioConfig) -> AudioEncoder:
+    """The audio encoder: fresh, from an audio-mini folder, or with an ImageBind .pth's audio weights."""
+    from dataclasses import replace
+
+    from .pretrain.store import load_weights
+
+    if not config.checkpoint:
+        return AudioEncoder(config)
+    path = resolve(config.checkpoint)
+    if path.is_dir():
+        encoder = AudioEncoder(replace(config, checkpoint=None))
+        load_weights(encoder, path)
+        return encoder
+    return AudioEncoder(replace(config, checkpoint=str(path)))
 
 
 @dataclass
@@ -61,6 +79,8 @@ class AnyRefModel(nn.Module):
         hidden = llm.config.hidden_size
         self.vision = VisionTower(config.vision, llm_hidden_size=hidden)
         self.sam = build_sam(config.sam)
+        self.audio = build_audio(config.audio)  # ImageBind's audio branch (references arrive with issue 4's data)
+        self.audio_projection = nn.Linear(config.audio.out_dim, hidden)  # audio clip embedding -> one LLM token
         self.obj_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, config.sam.prompt_dim))
         self.llm = add_lora(llm, config.llm) if config.llm.use_lora else llm
         self.apply_trainable()
@@ -85,7 +105,8 @@ class AnyRefModel(nn.Module):
             embedding.weight.requires_grad = switch.token_embeddings or switch.llm_full
         parts = [(self.vision.clip, switch.vision), (self.vision.projector, switch.projector),
                  (self.sam.image_encoder, switch.sam_encoder), (self.sam.prompt_encoder, switch.mask_decoder),
-                 (self.sam.mask_decoder, switch.mask_decoder), (self.obj_mlp, switch.obj_mlp)]
+                 (self.sam.mask_decoder, switch.mask_decoder), (self.obj_mlp, switch.obj_mlp),
+                 (self.audio, switch.audio_encoder), (self.audio_projection, switch.audio_projection)]
         for module, on in parts:
             for param in module.parameters():
                 param.requires_grad = on

@@ -40,6 +40,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     time_budget_s: float | None = None  # stop early (and checkpoint) once this much wall time has passed
+    stop_after: int | None = None  # stop early (and checkpoint) after this many steps of the `steps`-long schedule
 
 
 @dataclass
@@ -115,7 +116,7 @@ def load_checkpoint(folder: Path, model, optimizer, schedule, config: TrainConfi
 
     state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
     saved = {k: v for k, v in state["config"].items() if k not in ("steps", "checkpoint_every", "log_every",
-                                                                   "time_budget_s")}
+                                                                   "time_budget_s", "stop_after")}
     current = {k: v for k, v in asdict(config).items() if k in saved}
     if json.dumps(saved, default=list) != json.dumps(current, default=list):
         raise AnyRefCheckpointError(f"checkpoint in {str(folder)!r} was made with other settings {saved}; "
@@ -174,7 +175,8 @@ def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resu
         if step % config.log_every == 0:
             bar.set_postfix(loss=f"{result.losses[-1]:.3f}", ce=f"{result.parts[-1]['ce']:.3f}",
                             dice=f"{result.parts[-1]['dice']:.3f}")
-        out_of_time = config.time_budget_s is not None and result.wall_s >= config.time_budget_s
+        out_of_time = ((config.time_budget_s is not None and result.wall_s >= config.time_budget_s)
+                       or (config.stop_after is not None and step + 1 >= config.stop_after))
         if folder is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or out_of_time):
             save_checkpoint(folder, model, optimizer, schedule, step + 1, result, config)
         if callback is not None:

@@ -1,5 +1,6 @@
-"""Datasets for AnyRef: ShapeScenes, a synthetic stand-in for RefCOCO."""
+"""Datasets for AnyRef: ShapeScenes, a synthetic stand-in for RefCOCO, with object crops and shape sounds."""
 
+from anyref.data.crops import object_crop
 from anyref.data.shapescenes import (
     COLOURS,
     KINDS,
@@ -17,10 +18,12 @@ from anyref.data.shapescenes import (
     training_sample,
     vocabulary,
 )
+from anyref.data.sounds import SAMPLE_RATE, mix, shape_sound, sound_for
 
 __all__ = [
     "COLOURS",
     "KINDS",
+    "SAMPLE_RATE",
     "SHAPES",
     "SIZES",
     "SPLIT_ID",
@@ -30,7 +33,11 @@ __all__ = [
     "class_prompts",
     "make_sample",
     "make_scene",
+    "mix",
+    "object_crop",
     "referring_expressions",
+    "shape_sound",
+    "sound_for",
     "split_samples",
     "training_sample",
     "vocabulary",

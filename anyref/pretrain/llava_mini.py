@@ -27,7 +27,8 @@ from .loop import run_loop, scene_rng
 from .store import ingredient_dir
 
 TRAIN_STREAM, HELDOUT_STREAM = 41, 42
-SCENE_SIZE = 128  # ShapeScenes' default; the vision tower resizes to its own input size
+SCENE_SIZE = 128
+STAGES = ("lm", "align", "instruct")  # ShapeScenes' default; the vision tower resizes to its own input size
 CAPTION_QUESTION = "describe the image briefly."
 LLM_DIR, PROJECTOR_FILE, TOKENIZER_DIR, METRICS_FILE = "llm", "projector.safetensors", "tokenizer", "metrics.json"
 
@@ -88,10 +89,14 @@ def _stage_batch(model, stream_keys, size: int, *, kind: str) -> Batch:
     return chat_batch(model, scenes, pairs)
 
 
-def pretrain_llava(clip_path: str, settings: LLaVAPretrainConfig = LLaVAPretrainConfig(), *,
-                   vision: VisionConfig | None = None, llm: LLMConfig | None = None, progress: bool = True,
-                   callback=None) -> tuple[AnyRefModel, dict]:
-    """Run stages 0-2 on top of the CLIP-mini folder `clip_path`; returns the model and each stage's losses."""
+def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAPretrainConfig(), *,
+                   vision: VisionConfig | None = None, llm: LLMConfig | None = None,
+                   stages: tuple[str, ...] = STAGES, progress: bool = True, callback=None) -> tuple[AnyRefModel, dict]:
+    """Run `stages` of ("lm", "align", "instruct") on top of the CLIP-mini folder `clip_path`.
+
+    Skipping "lm" starts from the language model in `llm.pretrained_path` (as LLaVA starts from Vicuna); the "lm"
+    stage alone needs no CLIP. Returns the model and each stage's losses.
+    """
     torch.manual_seed(settings.seed)
     model = AnyRefModel(llava_config(clip_path=clip_path, vision=vision, llm=llm, stage="lm"))
     llama, tokenizer, histories = model.llama, model.tokenizer, {}
@@ -106,11 +111,14 @@ def pretrain_llava(clip_path: str, settings: LLaVAPretrainConfig = LLaVAPretrain
         logits = llama(input_ids=input_ids, attention_mask=(labels != IGNORE_INDEX).long()).logits  # (B, T, V)
         return text_loss(logits, labels)
 
-    llama.train()
-    histories["lm"] = run_loop(lm_loss, llama.parameters(), steps=settings.lm_steps, lr=settings.lm_lr,
-                               seed=settings.seed, progress=progress, desc="LLaVA-mini LM", callback=callback).losses
+    if "lm" in stages:
+        llama.train()
+        histories["lm"] = run_loop(lm_loss, llama.parameters(), steps=settings.lm_steps, lr=settings.lm_lr,
+                                   seed=settings.seed, progress=progress, desc="LLaVA-mini LM", callback=callback).losses
     for stage, steps, batch, lr in (("align", settings.align_steps, settings.align_batch, settings.align_lr),
                                     ("instruct", settings.instruct_steps, settings.instruct_batch, settings.instruct_lr)):
+        if stage not in stages:
+            continue
         model.config.trainable = llava_config(clip_path=clip_path, vision=vision, llm=llm, stage=stage).trainable
         model.apply_trainable()
         model.train()
@@ -153,3 +161,15 @@ def save_llava_mini(model: AnyRefModel, folder=None, *, metrics: dict | None = N
     model.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
     (folder / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n")
     return folder
+
+
+def load_llava_mini(folder=None, *, clip_folder=None) -> AnyRefModel:
+    """LLaVA-mini (CLIP-mini tower + projector + LLM, no SAM use) from a folder written by `save_llava_mini`."""
+    folder = Path(folder or ingredient_dir("llava-mini"))
+    if not (folder / LLM_DIR).is_dir():
+        raise AnyRefCheckpointError(f"{str(folder)!r} holds no LLaVA-mini; train it with `anyref pretrain llava`")
+    config = llava_config(clip_path=str(clip_folder or ingredient_dir("clip-mini")), stage="instruct")
+    config.vision.projector_path = str(folder / PROJECTOR_FILE)
+    config.llm.pretrained_path = str(folder / LLM_DIR)
+    config.tokenizer_path = str(folder / TOKENIZER_DIR)
+    return AnyRefModel(config).eval()

@@ -6,9 +6,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import AnyRefCheckpointError
-from ..paths import DATA_DIR
-
-INGREDIENTS_DIR = DATA_DIR / "ingredients"
+from ..paths import INGREDIENTS_DIR
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 

@@ -1,0 +1,143 @@
+"""Audio-mini: ImageBind-style binding of the audio encoder to frozen image embeddings on ShapeScenes.
+
+ImageBind (Girdhar et al., 2023) trains each new modality with a symmetric InfoNCE loss against a frozen CLIP image
+encoder on naturally paired data. Here a pair is a shape's synthetic sound and a crop of a ShapeScenes object of
+that shape; the image side is any frozen `image_embed_fn(crops_uint8 (N, S, S, 3)) -> (N, out_dim)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..audio import AudioConfig, AudioEncoder, waveform_to_clips
+from ..data import COLOURS, SHAPES, make_scene
+from ..data.crops import object_crop
+from ..data.sounds import shape_sound, sound_for
+from ..errors import AnyRefInputError
+from .loop import run_loop, scene_rng
+from .store import load_weights, read_config, save_ingredient
+
+# SeedSequence streams; training sounds come from sounds.sound_for's stream 3.
+TRAIN_SCENES, HELDOUT_SCENES, HELDOUT_SOUNDS = 31, 32, 4
+SCENE_SIZE = 128
+CROP_SIZE = 32
+WARMUP_FRACTION = 0.1
+EVAL_CHUNK = 30  # sounds per encoder call in evaluation
+
+
+def _device(encoder: AudioEncoder) -> torch.device:
+    """Where the encoder's weights live (clips and image embeddings are moved there)."""
+    return next(encoder.parameters()).device
+
+
+def binding_pair(*, seed: int, index: int, crop_size: int = CROP_SIZE) -> tuple[np.ndarray, np.ndarray, str]:
+    """Training pair `index`: (object crop (S, S, 3) uint8, its shape's sound (T,) float32, shape name)."""
+    rng = scene_rng(TRAIN_SCENES, seed, index)
+    scene = make_scene(rng, image_size=SCENE_SIZE)
+    k = int(rng.integers(len(scene.objects)))
+    shape = scene.objects[k].shape
+    return object_crop(scene, k, size=crop_size), sound_for(shape, seed=seed, index=index), shape
+
+
+def image_embeddings(image_embed_fn, crops: np.ndarray, *, dim: int) -> torch.Tensor:
+    """Frozen image side: crops (N, S, S, 3) uint8 -> unit vectors (N, dim), checked against the audio out_dim."""
+    with torch.no_grad():
+        embeddings = image_embed_fn(crops)  # (N, E)
+    if not isinstance(embeddings, torch.Tensor) or tuple(embeddings.shape) != (len(crops), dim):
+        shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
+        raise AnyRefInputError(f"image_embed_fn must return a tensor of shape ({len(crops)}, {dim}) (dim = the audio "
+                               f"config's out_dim), got {shape}")
+    return F.normalize(embeddings.float(), dim=-1)  # (N, E)
+
+
+def infonce(audio: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch: audio (B, E) already x logit_scale, image (B, E) unit; pair i is positive."""
+    logits = audio @ image.T  # (B, B)
+    targets = torch.arange(len(logits), device=logits.device)  # (B,)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+
+def train_audio_binding(encoder: AudioEncoder, image_embed_fn, *, steps: int, batch_size: int, lr: float, seed: int,
+                        crop_size: int = CROP_SIZE, progress: bool = True, callback=None) -> dict:
+    """Bind encoder's sound embeddings to frozen crop embeddings; returns {"losses", "steps", "wall_s"}.
+
+    AdamW with warm-up + cosine (the shared pretraining loop); `callback(step, result)` runs after every step.
+    Same seed and same initial weights give the same losses.
+    """
+    if steps < 1 or batch_size < 2:
+        raise AnyRefInputError(f"need steps >= 1 and batch_size >= 2 (InfoNCE needs negatives), "
+                               f"got steps={steps}, batch_size={batch_size}")
+    config, device = encoder.config, _device(encoder)
+    encoder.train()
+
+    def loss_at(step: int) -> torch.Tensor:
+        pairs = [binding_pair(seed=seed, index=step * batch_size + j, crop_size=crop_size) for j in range(batch_size)]
+        crops = np.stack([crop for crop, _, _ in pairs])  # (B, S, S, 3)
+        clips = torch.stack([waveform_to_clips(sound, config=config) for _, sound, _ in pairs])  # (B, 3, 1, mel, T)
+        image = image_embeddings(image_embed_fn, crops, dim=config.out_dim).to(device)  # (B, E)
+        return infonce(encoder.embed(clips.to(device)), image)
+
+    result = run_loop(loss_at, encoder.parameters(), steps=steps, lr=lr, seed=seed,
+                      warmup_steps=max(1, int(WARMUP_FRACTION * steps)), progress=progress, desc="audio-mini",
+                      callback=callback)
+    encoder.eval()
+    return dataclasses.asdict(result)
+
+
+def shape_prototypes(image_embed_fn, *, dim: int, seed: int = 0, per_pair: int = 1,
+                     crop_size: int = CROP_SIZE) -> torch.Tensor:
+    """Unit mean crop embedding per shape (SHAPES order) over held-out crops of every colour: (6, dim)."""
+    crops = {pair: [] for pair in product(SHAPES, COLOURS)}
+    index = 0
+    while any(len(bucket) < per_pair for bucket in crops.values()):
+        scene = make_scene(scene_rng(HELDOUT_SCENES, seed, index), image_size=SCENE_SIZE)
+        index += 1
+        for k, obj in enumerate(scene.objects):
+            bucket = crops[(obj.shape, obj.colour)]
+            if len(bucket) < per_pair:
+                bucket.append(object_crop(scene, k, size=crop_size))
+    means = [image_embeddings(image_embed_fn, np.stack([c for colour in COLOURS for c in crops[(shape, colour)]]),
+                              dim=dim).mean(dim=0) for shape in SHAPES]  # 6 x (E,)
+    return F.normalize(torch.stack(means), dim=-1)  # (6, E)
+
+
+@torch.no_grad()
+def audio_retrieval_top1(encoder: AudioEncoder, image_embed_fn, *, num: int = 60, seed: int = 0,
+                         crop_size: int = CROP_SIZE) -> float:
+    """Share of held-out sounds (shapes in turn) whose nearest shape prototype is their own shape."""
+    if num < 1:
+        raise AnyRefInputError(f"num must be a positive int, got {num!r}")
+    was_training = encoder.training
+    encoder.eval()
+    device = _device(encoder)
+    prototypes = shape_prototypes(image_embed_fn, dim=encoder.config.out_dim, seed=seed, crop_size=crop_size)
+    prototypes = prototypes.to(device)  # (6, E)
+    labels = torch.arange(num) % len(SHAPES)  # (num,)
+    predictions = []
+    for start in range(0, num, EVAL_CHUNK):
+        clips = torch.stack([
+            waveform_to_clips(shape_sound(SHAPES[int(label)], scene_rng(HELDOUT_SOUNDS, seed, start + i)),
+                              config=encoder.config)
+            for i, label in enumerate(labels[start:start + EVAL_CHUNK])
+        ])  # (n, 3, 1, mel, T)
+        predictions.append((encoder.embed(clips.to(device)) @ prototypes.T).argmax(dim=1).cpu())  # (n,)
+    encoder.train(was_training)
+    return float((torch.cat(predictions) == labels).float().mean())
+
+
+def save_audio_encoder(encoder: AudioEncoder, folder: str | Path, *, overwrite: bool = False) -> Path:
+    """Write config.json + model.safetensors (refusing to replace an existing folder unless overwrite=True)."""
+    config = dataclasses.replace(encoder.config, checkpoint=None)  # the weights are in the folder now
+    return save_ingredient(encoder, dataclasses.asdict(config), folder, overwrite=overwrite)
+
+
+def load_audio_encoder(folder: str | Path) -> AudioEncoder:
+    """An AudioEncoder rebuilt from a folder written by save_audio_encoder, in eval mode."""
+    encoder = AudioEncoder(AudioConfig.from_dict(read_config(folder)))
+    load_weights(encoder, folder)
+    return encoder.eval()

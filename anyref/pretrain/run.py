@@ -1,0 +1,69 @@
+"""One command per ingredient: train it, measure what it learned, save it (`anyref pretrain clip|sam|llava|audio`)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..config import SAMConfig
+from ..paths import INGREDIENTS_DIR
+from . import audio_mini, clip_mini, llava_mini, sam_mini
+
+INGREDIENTS = ("clip", "sam", "llava", "audio")
+FOLDERS = {"clip": "clip-mini", "sam": "sam-mini", "llava": "llava-mini", "audio": "audio-mini"}
+
+
+def folder_of(name: str) -> Path:
+    """The shipped folder of an ingredient."""
+    return INGREDIENTS_DIR / FOLDERS[name]
+
+
+def crop_embedder(clip):
+    """CLIP-mini's image side as a function uint8 crops (N, S, S, 3) -> unit embeddings (N, D)."""
+    @torch.no_grad()
+    def embed(crops):
+        return clip_mini.encode_images(clip, crops)
+    return embed
+
+
+def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = None, overwrite: bool = False,
+             clip_folder: str | Path | None = None, progress: bool = True) -> dict:
+    """Train ingredient `name` (fewer `steps` for a quick look), evaluate it, save it to `out`; returns its metrics."""
+    if name not in INGREDIENTS:
+        raise ValueError(f"unknown ingredient {name!r}; choose one of {INGREDIENTS}")
+    out = Path(out) if out else folder_of(name)
+    clip_folder = Path(clip_folder) if clip_folder else folder_of("clip")
+    if out.exists() and any(out.iterdir()) and not overwrite:  # refuse before training, not after
+        raise clip_mini.AnyRefCheckpointError(f"{str(out)!r} already holds weights; pass --overwrite to replace them")
+    if name == "clip":
+        settings = clip_mini.CLIPPretrainConfig(**({"steps": steps} if steps else {}))
+        clip, tokenizer, result = clip_mini.pretrain_clip(settings=settings, progress=progress)
+        metrics = {"zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer), "steps": result.steps,
+                   "wall_s": round(result.wall_s, 1)}
+        clip_mini.save_clip_mini(clip, out, metrics=metrics, overwrite=overwrite)
+    elif name == "sam":
+        settings = sam_mini.SAMPretrainConfig(**({"steps": steps} if steps else {}))
+        config = SAMConfig()
+        sam, result = sam_mini.pretrain_sam(config, settings, progress=progress)
+        metrics = {"box_miou": sam_mini.evaluate_sam(sam), "point_miou": sam_mini.evaluate_sam(sam, prompt="point"),
+                   "steps": result.steps, "wall_s": round(result.wall_s, 1)}
+        sam_mini.save_sam_mini(sam, config, out, metrics=metrics, overwrite=overwrite)
+    elif name == "llava":
+        settings = llava_mini.LLaVAPretrainConfig()
+        if steps:
+            settings = replace(settings, lm_steps=steps, align_steps=steps, instruct_steps=steps)
+        model, histories = llava_mini.pretrain_llava(str(clip_folder), settings, progress=progress)
+        metrics = {"answer_accuracy": llava_mini.answer_accuracy(model),
+                   "steps": {stage: len(losses) for stage, losses in histories.items()}}
+        llava_mini.save_llava_mini(model, out, metrics=metrics, overwrite=overwrite)
+    else:
+        clip, _ = clip_mini.load_clip_mini(clip_folder)
+        embed = crop_embedder(clip)
+        encoder = audio_mini.AudioEncoder(audio_mini.AudioConfig(out_dim=clip.config.projection_dim))
+        history = audio_mini.train_audio_binding(encoder, embed, steps=steps or 300, batch_size=32, lr=2e-3, seed=0,
+                                                 progress=progress)
+        metrics = {"retrieval_top1": audio_mini.audio_retrieval_top1(encoder, embed), "steps": steps or 300,
+                   "wall_s": history.get("wall_s")}
+        audio_mini.save_audio_encoder(encoder, out, overwrite=overwrite)
+    return metrics

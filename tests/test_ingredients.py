@@ -1,0 +1,73 @@
+"""The shipped miniature ingredients: present, small, good at their job, and loaded by the `mini` preset frozen."""
+import pytest
+import torch
+
+from anyref import AnyRefModel, preset
+from anyref.config import SAMConfig
+from anyref.errors import AnyRefCheckpointError
+from anyref.paths import DATA_DIR, INGREDIENTS_DIR, resolve
+from anyref.pretrain import audio_mini, clip_mini, llava_mini, sam_mini
+from anyref.pretrain.run import crop_embedder, folder_of
+
+NAMES = ("clip", "sam", "llava", "audio")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return clip_mini.load_clip_mini(folder_of("clip"))
+
+
+def test_config_paths_resolve_against_the_data_folder():
+    assert resolve("data:ingredients/clip-mini") == INGREDIENTS_DIR / "clip-mini"
+    assert resolve("/tmp/x") == resolve("/tmp/x").absolute()
+    assert str(DATA_DIR).endswith("data")
+
+
+def test_shipped_ingredients_fit_in_20_mb():
+    sizes = {n: sum(f.stat().st_size for f in folder_of(n).rglob("*") if f.is_file()) for n in NAMES}
+    assert all(sizes.values()), f"missing ingredient weights: {sizes}"
+    assert sum(sizes.values()) <= 20 * 2**20
+
+
+def test_clip_mini_names_held_out_crops(clip):
+    model, tokenizer = clip
+    assert clip_mini.zero_shot_accuracy(model, tokenizer, num_scenes=8) >= 0.85
+
+
+def test_sam_mini_follows_box_prompts():
+    sam = sam_mini.build_sam(SAMConfig(checkpoint=str(folder_of("sam") / "model.safetensors")))
+    assert sam_mini.evaluate_sam(sam, num_scenes=8) >= 0.85
+
+
+def test_audio_mini_sounds_land_near_their_shape(clip):
+    encoder = audio_mini.load_audio_encoder(folder_of("audio"))
+    assert audio_mini.audio_retrieval_top1(encoder, crop_embedder(clip[0]), num=12) >= 0.8
+
+
+def test_llava_mini_answers_colour_questions():
+    llava = llava_mini.load_llava_mini(folder_of("llava"), clip_folder=folder_of("clip"))
+    assert llava_mini.answer_accuracy(llava, num=6)["colour"] >= 0.8
+
+
+def test_mini_preset_loads_ingredients_frozen_with_lora():
+    torch.manual_seed(0)
+    model = AnyRefModel(preset("mini"))
+    shipped = sam_mini.build_sam(SAMConfig(checkpoint=str(folder_of("sam") / "model.safetensors")))
+    for (name, a), b in zip(model.sam.image_encoder.state_dict().items(), shipped.image_encoder.state_dict().values()):
+        assert torch.equal(a, b), name
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trainable)
+    assert not any(n.startswith(("vision.", "sam.image_encoder.")) for n in trainable)
+    assert any(n.startswith("sam.mask_decoder.") for n in trainable) and any(n.startswith("obj_mlp.") for n in trainable)
+    assert not any("q_proj.base_layer" in n for n in trainable)
+    counts = model.parameter_counts()
+    assert 0 < counts["trainable"] < 0.5 * counts["total"]
+
+
+def test_missing_ingredient_is_a_clear_error(tmp_path):
+    config = preset("mini")
+    config.sam.checkpoint = str(tmp_path / "nowhere.safetensors")
+    with pytest.raises(AnyRefCheckpointError, match="does not exist"):
+        AnyRefModel(config)
+    with pytest.raises(AnyRefCheckpointError, match="not an ingredient folder|no CLIP-mini"):
+        clip_mini.load_clip_mini(tmp_path)
