@@ -28,6 +28,14 @@ def commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def training_record(name: str) -> dict | None:
+    """What the ingredient's pretraining run recorded (metrics.json, or the metrics inside config.json)."""
+    folder = folder_of(name)
+    if (folder / "metrics.json").exists():
+        return json.loads((folder / "metrics.json").read_text())
+    return json.loads((folder / "config.json").read_text()).get("metrics")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenes", type=int, default=200, help="held-out scenes for CLIP and SAM")
@@ -70,8 +78,7 @@ def main() -> None:
         "held_out": {"scenes": args.scenes, "sounds": args.sounds, "questions_per_kind": args.questions},
         "eval_wall_s": {k: round(v, 1) for k, v in timings.items()},
         "shipped_bytes": sizes, "shipped_total_mb": round(sum(sizes.values()) / 2**20, 2),
-        "training": {name: json.loads((folder_of(name) / "metrics.json").read_text()) if
-                     (folder_of(name) / "metrics.json").exists() else None for name in ("clip", "sam", "llava")},
+        "training": {name: training_record(name) for name in ("clip", "sam", "llava", "audio")},
         "wall_s": round(time.perf_counter() - began, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from .loop import run_loop, scene_rng
 from .store import ingredient_dir
 
 TRAIN_STREAM, HELDOUT_STREAM = 11, 12
+CROP_SIZE = 64  # object crops (and downsized scenes) are cut at this size, then resized to the tower's input
 
 
 @dataclass
@@ -53,8 +54,8 @@ class CLIPPretrainConfig:
 
     steps: int = 600
     batch_size: int = 48  # image/caption pairs per step
-    crop_fraction: float = 0.75  # share of pairs that are object crops (the rest whole scenes)
-    lr: float = 2e-3
+    crop_fraction: float = 0.9  # share of scenes cut into object crops (the others are captioned whole)
+    lr: float = 3e-3
     warmup_steps: int = 50
     seed: int = 0
 
@@ -109,17 +110,21 @@ def encode_texts(clip, tokenizer, texts: list[str]) -> torch.Tensor:
 
 
 def pair_batch(rng: np.random.Generator, *, size: int, crop_fraction: float, image_size: int):
-    """`size` (image (S, S, 3) uint8, caption) pairs: object crops and whole scenes."""
+    """`size` (image (S, S, 3) uint8, caption) pairs: every object of some scenes as crops, other scenes whole.
+
+    Crops are cut at CROP_SIZE and scenes kept at image_size; both are resized to the tower's input later.
+    """
     images, captions = [], []
     while len(images) < size:
         scene = make_scene(rng, image_size=image_size)
         if rng.random() < crop_fraction:
-            index = int(rng.integers(len(scene.objects)))
-            crop = object_crop(scene, index, size=image_size)
-            images.append(crop)
-            captions.append(crop_caption(scene.objects[index], rng))
+            for index in range(min(len(scene.objects), size - len(images))):
+                images.append(object_crop(scene, index, size=CROP_SIZE))
+                captions.append(crop_caption(scene.objects[index], rng))
         else:
-            images.append(scene.image)
+            small = F.interpolate(torch.from_numpy(scene.image).permute(2, 0, 1)[None].float(), size=CROP_SIZE,
+                                  mode="bilinear", antialias=True)[0]  # (3, S, S)
+            images.append(small.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy())
             captions.append(scene_caption(scene))
     return torch.from_numpy(np.stack(images)), captions
 
@@ -168,7 +173,7 @@ def zero_shot_accuracy(clip, tokenizer, *, num_scenes: int = 100) -> float:
     for i in range(num_scenes):
         scene = make_scene(scene_rng(HELDOUT_STREAM, i), image_size=size)
         for index, obj in enumerate(scene.objects):
-            crops.append(object_crop(scene, index, size=size))
+            crops.append(object_crop(scene, index, size=CROP_SIZE))
             labels.append(names.index(f"a {obj.colour} {obj.shape}"))
     predicted = torch.cat([(encode_images(clip, np.stack(crops[i:i + 64])) @ text_emb.T).argmax(1)
                            for i in range(0, len(crops), 64)])

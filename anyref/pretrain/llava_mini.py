@@ -37,7 +37,7 @@ LLM_DIR, PROJECTOR_FILE, TOKENIZER_DIR, METRICS_FILE = "llm", "projector.safeten
 class LLaVAPretrainConfig:
     """Steps, batch sizes and learning rates of the three stages."""
 
-    lm_steps: int = 300
+    lm_steps: int = 200
     lm_batch: int = 32
     lm_lr: float = 3e-3
     align_steps: int = 150

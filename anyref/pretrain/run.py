@@ -11,6 +11,7 @@ from ..paths import INGREDIENTS_DIR
 from . import audio_mini, clip_mini, llava_mini, sam_mini
 
 INGREDIENTS = ("clip", "sam", "llava", "audio")
+AUDIO_STEPS = 150
 FOLDERS = {"clip": "clip-mini", "sam": "sam-mini", "llava": "llava-mini", "audio": "audio-mini"}
 
 
@@ -61,9 +62,9 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
         clip, _ = clip_mini.load_clip_mini(clip_folder)
         embed = crop_embedder(clip)
         encoder = audio_mini.AudioEncoder(audio_mini.AudioConfig(out_dim=clip.config.projection_dim))
-        history = audio_mini.train_audio_binding(encoder, embed, steps=steps or 300, batch_size=32, lr=2e-3, seed=0,
+        history = audio_mini.train_audio_binding(encoder, embed, steps=steps or AUDIO_STEPS, batch_size=32, lr=2e-3, seed=0,
                                                  progress=progress)
-        metrics = {"retrieval_top1": audio_mini.audio_retrieval_top1(encoder, embed), "steps": steps or 300,
+        metrics = {"retrieval_top1": audio_mini.audio_retrieval_top1(encoder, embed), "steps": steps or AUDIO_STEPS,
                    "wall_s": history.get("wall_s")}
         audio_mini.save_audio_encoder(encoder, out, overwrite=overwrite)
     return metrics

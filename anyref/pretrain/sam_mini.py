@@ -25,7 +25,7 @@ TRAIN_STREAM, HELDOUT_STREAM = 21, 22
 class SAMPretrainConfig:
     """Hyper-parameters of SAM-mini pretraining."""
 
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 8  # images per step
     per_image: int = 3  # prompts per image (objects drawn at random)
     lr: float = 2e-3
