@@ -34,6 +34,7 @@ def commit() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="mini", choices=["mini", "mini-scratch"])
+    parser.add_argument("--label", default=None, help="name of this run's entry in the JSON (default: the preset)")
     parser.add_argument("--minutes", type=float, default=14.0, help="training wall-time budget")
     parser.add_argument("--steps", type=int, default=800, help="schedule length (stops earlier at the budget)")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (same schedule)")
@@ -71,7 +72,7 @@ def main() -> None:
     }
     out = Path(args.out)
     runs = json.loads(out.read_text()).get("runs", {}) if out.exists() else {}
-    runs[args.preset] = report
+    runs[args.label or args.preset] = report
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
     save_to = args.save_model or (str(TEXT_MODEL_DIR) if args.preset == "mini" else None)
