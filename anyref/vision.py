@@ -16,6 +16,15 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def clip_pixels(images: torch.Tensor, *, size: int) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> CLIP-normalised (B, 3, size, size), resized without cropping."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def build_clip_vision(config: VisionConfig):
     """A transformers CLIPVisionModel: loaded from a local folder, or fresh from the config."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
@@ -44,8 +53,6 @@ class VisionTower(nn.Module):
         self.projector = nn.Linear(self.clip.config.hidden_size, llm_hidden_size)  # LLaVA-v1: one linear layer
         if config.projector_path:
             load_projector(self.projector, resolve(config.projector_path))
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
     @property
     def num_patches(self) -> int:
@@ -54,10 +61,7 @@ class VisionTower(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> normalised (B, 3, S, S), resized without cropping (AR's clip_resize_wo_crop)."""
-        size = self.clip.config.image_size
-        x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return (x - self.mean) / self.std
+        return clip_pixels(images, size=self.clip.config.image_size)
 
     def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> CLIP patch features of the selected layer, (B, P, C_clip), CLS dropped."""

@@ -7,7 +7,6 @@ AnyRef-mini then use the frozen vision tower, exactly as the paper uses CLIP ViT
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from ..data import COLOURS, SHAPES, make_scene, object_crop
 from ..data.language import crop_caption, scene_caption
 from ..errors import AnyRefCheckpointError
 from ..tokens import build_word_tokenizer
-from ..vision import CLIP_MEAN, CLIP_STD
+from ..vision import clip_pixels
 from .loop import run_loop, scene_rng
-from .store import ingredient_dir
+from .store import fresh_folder, ingredient_dir
 
 TRAIN_STREAM, HELDOUT_STREAM = 11, 12
 CROP_SIZE = 64  # object crops (and downsized scenes) are cut at this size, then resized to the tower's input
@@ -88,18 +87,10 @@ def text_inputs(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor
     return padded, (padded != tokenizer.pad_token_id).long()
 
 
-def pixel_values(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> CLIP-normalised (N, 3, size, size)."""
-    x = images.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 def encode_images(clip, images) -> torch.Tensor:
     """uint8 images (N, H, W, 3), array or tensor -> L2-normalised image embeddings (N, D)."""
     images = torch.as_tensor(np.asarray(images))
-    pixels = pixel_values(images, clip.config.vision_config.image_size)
+    pixels = clip_pixels(images, size=clip.config.vision_config.image_size)
     return F.normalize(clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
 
 
@@ -182,11 +173,7 @@ def zero_shot_accuracy(clip, tokenizer, *, num_scenes: int = 100) -> float:
 
 def save_clip_mini(clip, folder=None, *, metrics: dict | None = None, overwrite: bool = False) -> Path:
     """Save CLIP-mini as a transformers CLIPModel folder plus metrics.json (default: data/ingredients/clip-mini)."""
-    folder = Path(folder or ingredient_dir("clip-mini"))
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise AnyRefCheckpointError(f"{str(folder)!r} already holds weights; pass overwrite=True (--overwrite)")
-        shutil.rmtree(folder)
+    folder = fresh_folder(folder or ingredient_dir("clip-mini"), overwrite=overwrite)
     clip.save_pretrained(str(folder))
     (folder / "metrics.json").write_text(json.dumps(metrics or {}, indent=2) + "\n")
     return folder

@@ -8,7 +8,6 @@ on scene captions, stage 2 tunes on questions about colour, shape, position and 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..losses import text_loss
 from ..model import AnyRefModel, Batch
 from ..tokens import IGNORE_INDEX, encode, pad_batch
 from .loop import run_loop, scene_rng
-from .store import ingredient_dir
+from .store import fresh_folder, ingredient_dir
 
 TRAIN_STREAM, HELDOUT_STREAM = 41, 42
 SCENE_SIZE = 128
@@ -150,12 +149,7 @@ def answer_accuracy(model: AnyRefModel, *, num: int = 50) -> dict[str, float]:
 
 def save_llava_mini(model: AnyRefModel, folder=None, *, metrics: dict | None = None, overwrite: bool = False) -> Path:
     """Write llm/ (a LlamaForCausalLM folder), projector.safetensors, tokenizer/ and metrics.json."""
-    folder = Path(folder or ingredient_dir("llava-mini"))
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise AnyRefCheckpointError(f"{str(folder)!r} already holds weights; pass overwrite=True (--overwrite)")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    folder = fresh_folder(folder or ingredient_dir("llava-mini"), overwrite=overwrite)
     model.llama.save_pretrained(str(folder / LLM_DIR))
     save_file({k: v.contiguous() for k, v in model.vision.projector.state_dict().items()}, str(folder / PROJECTOR_FILE))
     model.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))

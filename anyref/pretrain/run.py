@@ -9,6 +9,7 @@ import torch
 from ..config import SAMConfig
 from ..paths import INGREDIENTS_DIR
 from . import audio_mini, clip_mini, llava_mini, sam_mini
+from .store import check_writable
 
 INGREDIENTS = ("clip", "sam", "llava", "audio")
 AUDIO_STEPS = 150
@@ -35,8 +36,7 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
         raise ValueError(f"unknown ingredient {name!r}; choose one of {INGREDIENTS}")
     out = Path(out) if out else folder_of(name)
     clip_folder = Path(clip_folder) if clip_folder else folder_of("clip")
-    if out.exists() and any(out.iterdir()) and not overwrite:  # refuse before training, not after
-        raise clip_mini.AnyRefCheckpointError(f"{str(out)!r} already holds weights; pass --overwrite to replace them")
+    check_writable(out, overwrite=overwrite)  # refuse before training, not after
     if name == "clip":
         settings = clip_mini.CLIPPretrainConfig(**({"steps": steps} if steps else {}))
         clip, tokenizer, result = clip_mini.pretrain_clip(settings=settings, progress=progress)

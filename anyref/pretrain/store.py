@@ -15,17 +15,29 @@ def ingredient_dir(name: str) -> Path:
     return INGREDIENTS_DIR / name
 
 
+def check_writable(folder: str | Path, *, overwrite: bool) -> None:
+    """Refuse a folder that already holds files unless overwriting was asked for."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise AnyRefCheckpointError(f"{str(folder)!r} already holds weights; pass overwrite=True "
+                                    "(--overwrite) to replace them, or choose another folder")
+
+
+def fresh_folder(folder: str | Path, *, overwrite: bool) -> Path:
+    """An empty folder to save into: created, or emptied when overwriting was asked for."""
+    folder = Path(folder)
+    check_writable(folder, overwrite=overwrite)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def save_ingredient(module, config: dict, folder: str | Path, *, overwrite: bool = False) -> Path:
     """Write config.json and model.safetensors, refusing to replace an existing folder unless asked."""
     from safetensors.torch import save_model
 
-    folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise AnyRefCheckpointError(f"{str(folder)!r} already holds weights; pass overwrite=True "
-                                        "(--overwrite) to replace them, or choose another folder")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = fresh_folder(folder, overwrite=overwrite)
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     save_model(module, str(folder / WEIGHTS_FILE))
     return folder
