@@ -8,12 +8,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .audio import AudioConfig, AudioEncoder
+from .audio import AudioConfig, AudioEncoder, waveform_to_clips
 from .config import AnyRefConfig
 from .errors import AnyRefCheckpointError, AnyRefInputError
 from .paths import resolve
 from .llm import add_lora, build_llama
 from .losses import anyref_loss
+from .referring import (AUD_REF_FEATURE, IMG_REF_FEATURE, Audio, Example, Region, check_box, check_example,
+                        check_references, example_features, region_features)
 from .refocus import LastLayerQK, ObjQuery, attention_rows, capture_last_layer, refocus, refocus_weights
 from .sam import build_sam, decode_masks, sam_inputs
 from .tokens import IGNORE_INDEX, TokenIds, encode, load_tokenizer
@@ -47,11 +49,12 @@ class Batch:
     labels: torch.Tensor
     images: torch.Tensor
     masks: list[torch.Tensor | None]
+    references: list[tuple] | None = None  # per sample: Region / Example / Audio, in the order of its placeholders
 
     def to(self, device) -> "Batch":
         """The same batch on another device."""
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device),
-                     self.images.to(device), [m if m is None else m.to(device) for m in self.masks])
+                     self.images.to(device), [m if m is None else m.to(device) for m in self.masks], self.references)
 
 
 @dataclass
@@ -79,7 +82,7 @@ class AnyRefModel(nn.Module):
         hidden = llm.config.hidden_size
         self.vision = VisionTower(config.vision, llm_hidden_size=hidden)
         self.sam = build_sam(config.sam)
-        self.audio = build_audio(config.audio)  # ImageBind's audio branch (references arrive with issue 4's data)
+        self.audio = build_audio(config.audio)  # ImageBind's audio branch (frozen in the paper)
         self.audio_projection = nn.Linear(config.audio.out_dim, hidden)  # audio clip embedding -> one LLM token
         self.obj_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, config.sam.prompt_dim))
         self.llm = add_lora(llm, config.llm) if config.llm.use_lora else llm
@@ -118,14 +121,55 @@ class AnyRefModel(nn.Module):
         return {"trainable": trainable, "total": total}
 
     # ---- inputs ------------------------------------------------------------------------------------------------
+    def _frozen_vision(self):
+        """No gradients through CLIP and the projector when both are frozen (the paper)."""
+        frozen = not (self.config.trainable.vision or self.config.trainable.projector)
+        return torch.set_grad_enabled(torch.is_grad_enabled() and not frozen)
+
+    def image_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (B, H, W, 3) -> CLIP patch features (B, P, C) and projected image tokens (B, P, D)."""
+        with self._frozen_vision():
+            features = self.vision.patch_features(self.vision.preprocess(images))  # (B, P, C)
+            return features, self.vision.projector(features)
+
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> projected CLIP patch tokens (B, P, D)."""
-        frozen = not (self.config.trainable.vision or self.config.trainable.projector)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            return self.vision(self.vision.preprocess(images))
+        return self.image_features(images)[1]
 
-    def splice(self, input_ids: torch.Tensor, image_tokens: torch.Tensor):
-        """Replace each sample's single `<image>` id by its P image tokens: (B, T) -> embeds (B, T+P-1, D).
+    def reference_tokens(self, images: torch.Tensor, features: torch.Tensor, references: list[tuple]) -> list:
+        """Each sample's references -> its placeholder features in order: a list of (n_b, D), n_b = 16 per box or
+        example and 3 per audio (Sec. 3.1.1)."""
+        size = self.vision.clip.config.image_size
+        height, width = images.shape[1:3]
+        pieces: dict[tuple[int, int], torch.Tensor] = {}
+        regions = [(b, k, r) for b, refs in enumerate(references) for k, r in enumerate(refs) if isinstance(r, Region)]
+        examples = [(b, k, r) for b, refs in enumerate(references) for k, r in enumerate(refs) if isinstance(r, Example)]
+        sounds = [(b, k, r) for b, refs in enumerate(references) for k, r in enumerate(refs) if isinstance(r, Audio)]
+        with self._frozen_vision():
+            if regions:
+                boxes = torch.tensor([check_box(r.box, height=height, width=width) for _, _, r in regions],
+                                     device=features.device)  # (N, 4) in image pixels
+                boxes = boxes * boxes.new_tensor([size / width, size / height] * 2)  # (N, 4) in CLIP input pixels
+                index = torch.tensor([b for b, _, _ in regions], device=features.device)
+                tokens = self.vision.projector(region_features(features, boxes, index, image_size=size))  # (N, 16, D)
+                pieces.update({(b, k): t for (b, k, _), t in zip(regions, tokens)})
+            if examples:
+                pixels = torch.cat([self.vision.preprocess(torch.from_numpy(check_example(r.image))[None].to(images.device))
+                                    for _, _, r in examples])  # (N, 3, S, S)
+                pooled = example_features(self.vision.patch_features(pixels))  # (N, 16, C)
+                pieces.update({(b, k): t for (b, k, _), t in zip(examples, self.vision.projector(pooled))})
+        if sounds:
+            clips = torch.stack([waveform_to_clips(r.waveform, config=self.config.audio) for _, _, r in sounds])
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.trainable.audio_encoder):
+                embedded = self.audio(clips.to(features.device))  # (N, 3, E)
+            pieces.update({(b, k): t for (b, k, _), t in zip(sounds, self.audio_projection(embedded))})  # (3, D) each
+        dim = self.llama.config.hidden_size
+        return [torch.cat([pieces[(b, k)] for k in range(len(refs))]) if refs else features.new_zeros((0, dim))
+                for b, refs in enumerate(references)]
+
+    def splice(self, input_ids: torch.Tensor, image_tokens: torch.Tensor, reference_tokens: list | None = None):
+        """Fill reference placeholders one-for-one, then replace each sample's single `<image>` id by its P image
+        tokens: (B, T) -> embeds (B, T+P-1, D).
 
         Also returns the token id at every new position (-1 where an image token sits) and the `<image>` index.
         """
@@ -133,12 +177,21 @@ class AnyRefModel(nn.Module):
         if not bool((is_image.sum(1) == 1).all()):
             raise AnyRefInputError(f"every sample needs exactly one {self.tokenizer.convert_ids_to_tokens(self.ids.image)}"
                                    " token; found counts " + str(is_image.sum(1).tolist()))
+        is_ref = (input_ids == IMG_REF_FEATURE) | (input_ids == AUD_REF_FEATURE)  # (B, T)
         where = is_image.float().argmax(1).tolist()
-        embeds = self.llama.get_input_embeddings()(input_ids.masked_fill(is_image, self.ids.pad))  # (B, T, D)
+        embeds = self.llama.get_input_embeddings()(input_ids.masked_fill(is_image | is_ref, self.ids.pad))  # (B, T, D)
         num = image_tokens.shape[1]
         rows, ids = [], []
         for b, p in enumerate(where):
-            rows.append(torch.cat([embeds[b, :p], image_tokens[b].to(embeds.dtype), embeds[b, p + 1:]]))
+            row = embeds[b]
+            slots = is_ref[b].nonzero()[:, 0]
+            given = 0 if reference_tokens is None else len(reference_tokens[b])
+            if len(slots) != given:
+                raise AnyRefInputError(f"sample {b} has {len(slots)} reference placeholders but {given} reference "
+                                       "features; pass one reference per <img.ref></img.ref> / <aud.ref></aud.ref>")
+            if given:
+                row = row.index_put((slots,), reference_tokens[b].to(row.dtype))  # (T, D)
+            rows.append(torch.cat([row[:p], image_tokens[b].to(embeds.dtype), row[p + 1:]]))
             ids.append(torch.cat([input_ids[b, :p], input_ids.new_full((num,), -1), input_ids[b, p + 1:]]))
         return torch.stack(rows), torch.stack(ids), where
 
@@ -177,8 +230,11 @@ class AnyRefModel(nn.Module):
     # ---- training forward ----------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> dict:
         """Teacher-forced pass: Eq. 3 loss parts, mask logits and refocused embeddings of every `<obj>`."""
-        image_tokens = self.image_tokens(batch.images)
-        embeds, token_ids, where = self.splice(batch.input_ids, image_tokens)
+        features, image_tokens = self.image_features(batch.images)
+        references = None
+        if batch.references is not None and any(batch.references):
+            references = self.reference_tokens(batch.images, features, batch.references)
+        embeds, token_ids, where = self.splice(batch.input_ids, image_tokens, references)
         num = image_tokens.shape[1]
         attention = self._expand(batch.attention_mask, where, num, 1)  # (B, L)
         labels = self._expand(batch.labels, where, num, IGNORE_INDEX)  # (B, L)
@@ -227,16 +283,21 @@ class AnyRefModel(nn.Module):
 
     # ---- inference -------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, image: torch.Tensor, question: str, *, max_new_tokens: int | None = None,
+    def generate(self, image: torch.Tensor, question: str, *, references=(), max_new_tokens: int | None = None,
                  logits_processor=None) -> Generation:
         """Greedy decoding with the KV cache for one uint8 image (H, W, 3); one mask per generated `<obj>`.
 
+        `references` fill the question's `<img.ref></img.ref>` / `<aud.ref></aud.ref>` spans in order.
         `logits_processor(step, logits)` may rewrite each step's (1, V) logits (constrained or scripted decoding).
         """
         max_new = max_new_tokens or self.config.max_new_tokens
         ids, _ = encode(self.tokenizer, question, None, max_tokens=self.config.max_text_tokens)
+        references = tuple(references)
+        check_references(ids, references)
         images = image[None].to(self.device)
-        embeds, _, _ = self.splice(torch.tensor([ids], device=self.device), self.image_tokens(images))  # (1, L0, D)
+        features, image_tokens = self.image_features(images)
+        spliced = self.reference_tokens(images, features, [references]) if references else None
+        embeds, _, _ = self.splice(torch.tensor([ids], device=self.device), image_tokens, spliced)  # (1, L0, D)
         prompt_length = embeds.shape[1]
         limit = self.llama.config.max_position_embeddings
         if prompt_length + max_new > limit:

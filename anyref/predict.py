@@ -1,4 +1,4 @@
-"""Inference helpers: `predict(model, image, text)` with input checks, and split evaluation (cIoU / gIoU)."""
+"""Inference: `predict(model, image, text, box=, examples=, audio=)` with input checks; split evaluation (cIoU, gIoU)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +7,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .audio import load_waveform
 from .errors import AnyRefInputError
 from .metrics import IoUMeter
-from .tokens import segment_question
+from .referring import AUD_REF_SPAN, IMG_REF_SPAN, Audio, Example, Region, check_example
+from .tokens import AUDIO_QUESTION, EXAMPLE_QUESTION, REGION_QUESTION, segment_question
 
 
 @dataclass
@@ -48,11 +50,59 @@ def check_text(text) -> str:
     return text.strip()
 
 
-def predict(model, image, text: str, *, max_new_tokens: int | None = None) -> Prediction:
-    """Answer `text` about `image`: the generated answer and one mask per `<obj>` it contains."""
-    image, text = check_image(image), check_text(text)
+def gather_references(*, box=None, examples=None, audio=None, sample_rate: int | None = None) -> list:
+    """Convenience inputs -> reference objects: a box, one example image or a list of them, a wav path or waveform."""
+    references: list = []
+    if box is not None:
+        references.append(Region(tuple(box)))
+    if examples is not None:
+        crops = [examples] if isinstance(examples, (np.ndarray, torch.Tensor)) else list(examples)
+        if not crops:
+            raise AnyRefInputError("examples is an empty list; give at least one example image")
+        references += [Example(check_example(c)) for c in crops]
+    if audio is not None:
+        references.append(Audio(load_waveform(audio, sample_rate=sample_rate)))
+    elif sample_rate is not None:
+        raise AnyRefInputError("sample_rate was given without audio")
+    return references
+
+
+def default_question(references: list) -> str:
+    """The supplement's template for the references given: description, similar object, sound, or a combination."""
+    kinds = {type(r) for r in references}
+    if len(references) == 1 or len(kinds) == 1 and kinds == {Example}:
+        return {Region: REGION_QUESTION, Example: EXAMPLE_QUESTION, Audio: AUDIO_QUESTION}[type(references[0])]
+    if not references:
+        raise AnyRefInputError("nothing to ask: give text, a box, example image(s) or audio")
+    spans = [AUD_REF_SPAN if isinstance(r, Audio) else IMG_REF_SPAN for r in references]
+    return segment_question(" and ".join(spans))
+
+
+def predict(model, image, text: str | None = None, *, box=None, examples=None, audio=None,
+            sample_rate: int | None = None, references: list | None = None,
+            max_new_tokens: int | None = None) -> Prediction:
+    """Answer about `image` from text and/or references; the answer and one mask per `<obj>` it contains.
+
+    References fill the prompt's `<img.ref></img.ref>` / `<aud.ref></aud.ref>` spans in order (box, examples, audio,
+    or an explicit `references` list). Without text, the supplement's template for those references is used. Several
+    example images with a one-slot prompt are few-shot: one pass per example, mask probabilities averaged (Sec. 4.3).
+    """
+    image = check_image(image)
+    if references is None:
+        references = gather_references(box=box, examples=examples, audio=audio, sample_rate=sample_rate)
+    elif any(x is not None for x in (box, examples, audio)):
+        raise AnyRefInputError("pass either references=[...] or box/examples/audio, not both")
+    text = default_question(references) if text is None else check_text(text)
     model.eval()
-    out = model.generate(image, text, max_new_tokens=max_new_tokens)
+    slots = text.count("<img.ref>") + text.count("<aud.ref>")
+    if slots == 1 and len(references) > 1 and all(isinstance(r, Example) for r in references):
+        runs = [model.generate(image, text, references=[r], max_new_tokens=max_new_tokens) for r in references]
+        if len({len(r.mask_logits) for r in runs}) != 1:
+            raise AnyRefInputError("the few-shot passes produced different numbers of masks; run them one by one")
+        probs = torch.stack([r.mask_logits.float().sigmoid() for r in runs]).mean(0)  # (N, H, W)
+        logits = torch.logit(probs.clamp(1e-6, 1 - 1e-6)).cpu().numpy()
+        return Prediction(text=runs[0].text, masks=logits > 0, mask_logits=logits)
+    out = model.generate(image, text, references=references, max_new_tokens=max_new_tokens)
     logits = out.mask_logits.float().cpu().numpy()
     return Prediction(text=out.text, masks=logits > 0, mask_logits=logits)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .errors import AnyRefCheckpointError, AnyRefInputError
+from .referring import expand_spans
 
 IMAGE_TOKEN = "<image>"
 OBJ_TOKEN = "<obj>"  # `[SEG]` in LISA and the official code
@@ -17,6 +18,9 @@ IGNORE_INDEX = -100
 
 SEGMENT_QUESTION = "Can you segment {exp} in this image?"
 SEGMENT_ANSWER = "{exp} " + OBJ_TOKEN + "."
+REGION_QUESTION = "Can you provide a description of <img.ref></img.ref> in this image?"
+EXAMPLE_QUESTION = "Can you find similar object of <img.ref></img.ref> in this image?"
+AUDIO_QUESTION = "Can you segment the object that makes sound of <aud.ref></aud.ref> in this image?"
 USER, ASSISTANT = "USER:", "ASSISTANT:"
 # The supplement's templates (segment / region description / image reference / audio reference) and the roles.
 TEMPLATE_WORDS = ("can", "you", "segment", "in", "this", "image", "user", "assistant", "provide", "description", "of",
@@ -110,7 +114,11 @@ def prompt_text(question: str) -> str:
 
 
 def encode(tokenizer, question: str, answer: str | None = None, *, max_tokens: int) -> tuple[list[int], list[int]]:
-    """Token ids and labels (-100 on the prompt) for one turn; `answer=None` gives the prompt alone."""
+    """Token ids and labels (-100 on the prompt) for one turn; `answer=None` gives the prompt alone.
+
+    Each empty `<img.ref></img.ref>` / `<aud.ref></aud.ref>` in the question is filled with placeholder ids, one per
+    reference feature (16 / 3), which the model replaces one-for-one.
+    """
     question = question.strip()
     if not question:
         raise AnyRefInputError("the text is empty; ask something, e.g. 'Can you segment the red circle in this image?'")
@@ -119,6 +127,10 @@ def encode(tokenizer, question: str, answer: str | None = None, *, max_tokens: i
     prompt = tokenizer(prompt_text(question), add_special_tokens=False).input_ids
     prompt = [tokenizer.bos_token_id, *prompt] if tokenizer.bos_token_id is not None else prompt
     _check_known_words(tokenizer, question, prompt)
+    prompt = expand_spans(prompt, img_start=tokenizer.convert_tokens_to_ids(IMG_REF_START),
+                          img_end=tokenizer.convert_tokens_to_ids(IMG_REF_END),
+                          aud_start=tokenizer.convert_tokens_to_ids(AUD_REF_START),
+                          aud_end=tokenizer.convert_tokens_to_ids(AUD_REF_END))  # one placeholder per feature
     ids, labels = list(prompt), [IGNORE_INDEX] * len(prompt)
     if answer is not None:
         reply = tokenizer(" " + answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]

@@ -13,7 +13,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
-from .batching import collate
+from .batching import collate, collate_tasks
 from .data import training_sample
 from .errors import AnyRefCheckpointError
 
@@ -37,6 +37,7 @@ class TrainConfig:
     seed: int = 0
     image_size: int = 128
     mix: tuple = (("attribute", 0.45), ("spatial", 0.35), ("class", 0.2))
+    tasks: tuple | None = None  # a task mixture (anyref.data.tasks.DEFAULT_MIX); None trains text referring on `mix`
     checkpoint_every: int = 100
     log_every: int = 10
     time_budget_s: float | None = None  # stop early (and checkpoint) once this much wall time has passed
@@ -83,8 +84,13 @@ def make_optimizer(model, config: TrainConfig):
 
 def batch_at(step: int, model, config: TrainConfig):
     """The batch of a step, a pure function of (seed, step): resuming replays exactly the same data."""
-    samples = [training_sample(step * config.batch_size + j, seed=config.seed, image_size=config.image_size,
-                               mix=config.mix) for j in range(config.batch_size)]
+    indices = range(step * config.batch_size, (step + 1) * config.batch_size)
+    if config.tasks is not None:
+        from .data.tasks import task_sample
+
+        samples = [task_sample(i, seed=config.seed, image_size=config.image_size, mix=config.tasks) for i in indices]
+        return collate_tasks(samples, model.tokenizer, max_tokens=model.config.max_text_tokens)
+    samples = [training_sample(i, seed=config.seed, image_size=config.image_size, mix=config.mix) for i in indices]
     return collate(samples, model.tokenizer, max_tokens=model.config.max_text_tokens)
 
 

@@ -35,7 +35,7 @@ def test_torch_image_is_accepted(micro_model, image):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("", "empty"), ("   ", "empty"), (None, "must be a string"),
+    ("", "empty"), ("   ", "empty"), (None, "nothing to ask"), (7, "must be a string"),
     ("can you segment the " + "red " * 200 + "circle", "tokens long"),
     ("can you segment the zebra", "not in the model's vocabulary"),
     ("<image> can you segment the circle", "added by the model"),
