@@ -23,10 +23,28 @@ def _train(args) -> None:
     model = AnyRefModel(preset(args.preset))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          image_size=args.image_size, warmup_steps=min(100, max(1, args.steps // 10)),
-                         checkpoint_every=args.checkpoint_every, time_budget_s=args.minutes * 60 if args.minutes else None)
+                         checkpoint_every=args.checkpoint_every, time_budget_s=args.minutes * 60 if args.minutes else None,
+                         tasks=_task_mix(args.tasks))
     result = train(model, config, run_dir=args.run_dir or out.with_name(out.name + "-run"), resume=args.resume)
     model.save_pretrained(out, overwrite=args.overwrite)
     print(f"trained {result.steps} steps in {result.wall_s:.0f} s; final loss {result.losses[-1]:.3f}; saved to {out}")
+
+
+def _task_mix(spec: list[str] | None):
+    """`--tasks` values (task=weight ...) -> a mixture; no values -> the default mixture; flag absent -> None."""
+    from .data.tasks import DEFAULT_MIX, TASKS
+
+    if spec is None:
+        return None
+    if not spec:
+        return DEFAULT_MIX
+    mix = []
+    for item in spec:
+        name, _, weight = item.partition("=")
+        if name not in TASKS or not weight:
+            raise AnyRefError(f"--tasks takes task=weight pairs with tasks from {TASKS}, got {item!r}")
+        mix.append((name, float(weight)))
+    return tuple(mix)
 
 
 def _predict(args) -> None:
@@ -39,7 +57,13 @@ def _predict(args) -> None:
     if not image_path.is_file():
         raise AnyRefError(f"image {str(image_path)!r} does not exist")
     image = load_image(image_path)
-    pred = predict(model, image, args.text)
+    examples = None
+    if args.example:
+        for path in args.example:
+            if not Path(path).is_file():
+                raise AnyRefError(f"example image {path!r} does not exist")
+        examples = [load_image(Path(path)) for path in args.example]
+    pred = predict(model, image, args.text, box=args.box, examples=examples, audio=args.audio)
     print(json.dumps({"answer": pred.text, "masks": len(pred.masks),
                       "mask_pixels": [int(m.sum()) for m in pred.masks]}))
     if args.out:
@@ -82,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anyref", description="AnyRef, rebuilt to be learned.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train on ShapeScenes text referring")
+    train = sub.add_parser("train", help="train on ShapeScenes text referring, or on the task mixture (--tasks)")
     train.add_argument("--preset", default="mini")
     train.add_argument("--steps", type=int, default=800)
     train.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
@@ -90,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--image-size", type=int, default=128)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--tasks", nargs="*", default=None, metavar="TASK=WEIGHT",
+                       help="train on the task mixture (no values: the default mixture); without it: text referring")
     train.add_argument("--checkpoint-every", type=int, default=100)
     train.add_argument("--run-dir", default=None, help="checkpoint folder (default: OUT-run)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
@@ -97,10 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="where to save the trained model")
     train.set_defaults(run=_train)
 
-    pred = sub.add_parser("predict", help="answer a question about an image, with masks")
+    pred = sub.add_parser("predict", help="answer about an image from text, a box, example images or audio, with masks")
     pred.add_argument("--model", required=True)
     pred.add_argument("--image", required=True)
-    pred.add_argument("--text", required=True)
+    pred.add_argument("--text", default=None, help="the question; may quote <img.ref></img.ref> / <aud.ref></aud.ref>")
+    pred.add_argument("--box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"), default=None,
+                      help="a region reference, in pixels of --image")
+    pred.add_argument("--example", action="append", default=None,
+                      help="an example image of the object to find (repeat for few-shot)")
+    pred.add_argument("--audio", default=None, help="a wav file whose sounding object to segment (read with soundfile)")
     pred.add_argument("--out", default=None, help="write a PNG overlay of the masks")
     pred.set_defaults(run=_predict)
 

@@ -7,6 +7,7 @@ MODELS_DIR = DATA_DIR / "models"
 RESULTS_DIR = DATA_DIR / "results"
 BUILD_DIR = REPO_ROOT / "build"
 TEXT_MODEL_DIR = MODELS_DIR / "anyref-mini-text"
+MIXTURE_MODEL_DIR = MODELS_DIR / "anyref-mini"  # trained on every task (scripts/benchmark_tasks.py)
 INGREDIENTS_DIR = DATA_DIR / "ingredients"
 DATA_PREFIX = "data:"  # config paths starting with this are relative to the repository's data/ folder
 

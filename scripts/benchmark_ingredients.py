@@ -5,27 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
-import torch
 
 from anyref.config import SAMConfig
-from anyref.paths import REPO_ROOT, RESULTS_DIR
+from anyref.provenance import commit, machine
+from anyref.paths import RESULTS_DIR
 from anyref.pretrain import audio_mini, clip_mini, llava_mini, sam_mini
 from anyref.pretrain.run import crop_embedder, folder_of
 
 TARGETS = {"clip_zero_shot_top1": 0.95, "sam_box_miou": 0.90, "audio_retrieval_top1": 0.90,
            "llava_answer_accuracy": 0.90}
-
-
-def commit() -> str:
-    """The git commit being measured."""
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def training_record(name: str) -> dict | None:
@@ -72,7 +63,7 @@ def main() -> None:
              for name in ("clip", "sam", "llava", "audio")}
     report = {
         "benchmark": "miniature ingredients on held-out ShapeScenes data", "commit": commit(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": machine(),
         "figures": figures, "targets": TARGETS,
         "met": {k: figures[k] >= v for k, v in TARGETS.items()},
         "held_out": {"scenes": args.scenes, "sounds": args.sounds, "questions_per_kind": args.questions},

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,20 +12,10 @@ import torch
 
 from anyref import AnyRefModel, preset
 from anyref.data import split_samples
-from anyref.paths import BUILD_DIR, REPO_ROOT, RESULTS_DIR, TEXT_MODEL_DIR
+from anyref.provenance import commit, machine
+from anyref.paths import BUILD_DIR, RESULTS_DIR, TEXT_MODEL_DIR
 from anyref.predict import evaluate_referring
 from anyref.train import TrainConfig, seed_everything, train
-
-
-def commit() -> str:
-    """The git commit of the code being measured (with '+dirty' when uncommitted changes exist)."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "anyref", "scripts"], cwd=REPO_ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:
@@ -62,7 +49,7 @@ def main() -> None:
         print(split, {k: round(v, 4) for k, v in scores[split].items()})
     report = {
         "benchmark": f"text referring, {args.preset} preset, ShapeScenes 128px",
-        "commit": commit(), "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+        "commit": commit(), "machine": machine(),
         "torch_threads": torch.get_num_threads(), "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps,
         "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup, "schedule_steps": args.steps,
         "stop_after": args.stop_after, "minutes_budget": args.minutes,

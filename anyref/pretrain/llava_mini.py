@@ -8,7 +8,7 @@ on scene captions, stage 2 tunes on questions about colour, shape, position and 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
