@@ -1,8 +1,11 @@
-"""Diagnostic: what do a trained model's `<obj>` embeddings know about the object they should segment?
+"""Diagnostic: what do a trained model's image tokens and `<obj>` embeddings know about where things are?
 
-Linear probes (fit on 70 % of the samples, scored on the rest) from the refocused `<obj>` embedding of teacher-forced
-text-referring samples to the target's colour and shape (also written in the expression, so easy) and to its centre
-(only visible in the image: the model must have looked). Writes data/results/obj_probe_<model>.json."""
+Linear probes, fit on 70 % of the samples and scored on the rest:
+- image tokens (projected CLIP patches, what the LLM sees): the patch's own grid position, and the colour of the
+  object centred in it;
+- the refocused `<obj>` embedding of teacher-forced text-referring samples: the target's colour, shape and size (also
+  written in the expression, so easy) and its centre (only visible in the image: the model must have looked).
+Writes data/results/obj_probe_<model>.json."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +18,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 from anyref import AnyRefModel
 from anyref.batching import collate
-from anyref.data import split_samples
+from anyref.data import make_scene, split_samples
 from anyref.paths import MIXTURE_MODEL_DIR, RESULTS_DIR
 from anyref.provenance import commit
 
@@ -28,6 +31,34 @@ def embeddings(model, samples, *, batch_size: int = 8) -> np.ndarray:
             batch = collate(samples[start:start + batch_size], model.tokenizer, max_tokens=model.config.max_text_tokens)
             out.append(model(batch)["obj_embeddings"].numpy())
     return np.concatenate(out)  # (N, D)
+
+
+def image_token_probe(model, *, scenes: int = 60) -> dict:
+    """How well the LLM's image tokens encode their own grid position, and the colour of the object under them."""
+    tokens, cells, colours, centre_tokens = [], [], [], []
+    with torch.no_grad():
+        for i in range(scenes):
+            scene = make_scene(np.random.default_rng(np.random.SeedSequence([98, i])))
+            row = model.image_tokens(torch.from_numpy(scene.image[None]))[0].numpy()  # (P, D)
+            side = int(round(len(row) ** 0.5))
+            tokens.append(row)
+            cells += [(k % side, k // side) for k in range(len(row))]
+            for obj in scene.objects:
+                cx, cy = obj.centre
+                step = scene.image.shape[0] / side
+                centre_tokens.append(row[int(min(side - 1, cy // step)) * side + int(min(side - 1, cx // step))])
+                colours.append(obj.colour)
+    X, cells = np.concatenate(tokens), np.array(cells, dtype=float)  # (S*P, D), (S*P, 2)
+    split = int(0.7 * len(X))
+    ridge = Ridge(alpha=1.0).fit(X[:split], cells[:split])
+    column = LogisticRegression(max_iter=3000).fit(X[:split], cells[:split, 0]).score(X[split:], cells[split:, 0])
+    C, y = np.array(centre_tokens), np.array(colours)
+    cut = int(0.7 * len(C))
+    colour = LogisticRegression(max_iter=3000).fit(C[:cut], y[:cut]).score(C[cut:], y[cut:])
+    return {"patch_position_r2": ridge.score(X[split:], cells[split:]),
+            "patch_position_mean_abs_error_cells": float(np.abs(ridge.predict(X[split:]) - cells[split:]).mean()),
+            "patch_column_accuracy": column, "patch_column_chance": 1 / side,
+            "colour_under_object_centre_accuracy": colour, "colour_chance": 1 / len(set(colours))}
 
 
 def main() -> None:
@@ -51,7 +82,8 @@ def main() -> None:
     scores["centre_r2"] = ridge.score(X[split:], centre[split:])
     scores["centre_mean_abs_error_px"] = float(error)
     scores["centre_mean_abs_error_px_predicting_the_mean"] = float(np.abs(centre[:split].mean(0) - centre[split:]).mean())
-    report = {"model": args.model, "commit": commit(), "samples": len(samples), "test_fraction": 0.3, "scores": scores}
+    report = {"model": args.model, "commit": commit(), "samples": len(samples), "test_fraction": 0.3,
+              "image_tokens": image_token_probe(model), "obj_embedding": scores}
     out = RESULTS_DIR / f"obj_probe_{Path(args.model).name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
