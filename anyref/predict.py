@@ -85,7 +85,8 @@ def predict(model, image, text: str | None = None, *, box=None, examples=None, a
 
     References fill the prompt's `<img.ref></img.ref>` / `<aud.ref></aud.ref>` spans in order (box, examples, audio,
     or an explicit `references` list). Without text, the supplement's template for those references is used. Several
-    example images with a one-slot prompt are few-shot: one pass per example, mask probabilities averaged (Sec. 4.3).
+    example images with a one-slot prompt are few-shot (Sec. 4.1.2): one pass per example, each pass's masks merged
+    into one probability map, the maps averaged into ONE mask; the text is the first pass's.
     """
     image = check_image(image)
     if references is None:
@@ -97,9 +98,10 @@ def predict(model, image, text: str | None = None, *, box=None, examples=None, a
     slots = text.count("<img.ref>") + text.count("<aud.ref>")
     if slots == 1 and len(references) > 1 and all(isinstance(r, Example) for r in references):
         runs = [model.generate(image, text, references=[r], max_new_tokens=max_new_tokens) for r in references]
-        if len({len(r.mask_logits) for r in runs}) != 1:
-            raise AnyRefInputError("the few-shot passes produced different numbers of masks; run them one by one")
-        probs = torch.stack([r.mask_logits.float().sigmoid() for r in runs]).mean(0)  # (N, H, W)
+        height, width = image.shape[:2]
+        unions = [r.mask_logits.float().sigmoid().amax(0) if len(r.mask_logits) else torch.zeros(height, width)
+                  for r in runs]  # each pass's masks as one probability map (H, W); none -> zeros
+        probs = torch.stack(unions).mean(0, keepdim=True)  # (1, H, W)
         logits = torch.logit(probs.clamp(1e-6, 1 - 1e-6)).cpu().numpy()
         return Prediction(text=runs[0].text, masks=logits > 0, mask_logits=logits)
     out = model.generate(image, text, references=references, max_new_tokens=max_new_tokens)

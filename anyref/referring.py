@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from .errors import AnyRefInputError
 
@@ -110,6 +109,8 @@ def feature_map(patch_features: torch.Tensor) -> torch.Tensor:
 def region_features(patch_features: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor, *,
                     image_size: int) -> torch.Tensor:
     """RoIAlign 4x4 features of each box on its image's CLIP map: boxes (N, 4) pixels -> (N, 16, C)."""
+    from torchvision.ops import roi_align  # imported here: torchvision.ops takes seconds to import
+
     grid = feature_map(patch_features)  # (B, C, g, g)
     rois = torch.cat([image_index[:, None].to(boxes.dtype), boxes], dim=1)  # (N, 5): image, x1, y1, x2, y2
     pooled = roi_align(grid, rois.to(grid.dtype), output_size=REF_GRID, spatial_scale=grid.shape[-1] / image_size,

@@ -149,6 +149,8 @@ def _check_known_words(tokenizer, text: str, ids: list[int]) -> None:
     if unk is None or unk not in ids:
         return
     vocab = tokenizer.get_vocab()
+    for token in SPECIAL_TOKENS:  # whole tokens, not words to split
+        text = text.replace(token, " ")
     pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.backend_tokenizer.normalizer
                                                                         .normalize_str(text))
     unknown = sorted({p for p, _ in pieces if p not in vocab})

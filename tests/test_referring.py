@@ -188,3 +188,24 @@ def test_placeholder_and_reference_mismatch_is_a_clear_error(micro_model, scene)
         predict(micro_model, scene.image, AUDIO_QUESTION, examples=crop)
     with pytest.raises(AnyRefInputError, match="nothing to ask"):
         predict(micro_model, scene.image)
+
+
+def test_few_shot_passes_with_different_mask_counts_give_one_averaged_mask(micro_model, scene):
+    tok = micro_model.tokenizer
+    scripts = iter([" circle <obj>.", " circle ."])  # the second pass answers without <obj>
+
+    class Scripted:
+        def __getattr__(self, name):
+            return getattr(micro_model, name)
+
+        def generate(self, *args, **kwargs):
+            answer = tok(next(scripts), add_special_tokens=False).input_ids + [tok.eos_token_id]
+            return micro_model.generate(*args, logits_processor=_forcer(answer), **kwargs)
+
+    crop = object_crop(scene, 0)
+    one = predict(Scripted(), scene.image, examples=[crop])
+    scripts = iter([" circle <obj>.", " circle ."])
+    few = predict(Scripted(), scene.image, examples=[crop, crop])
+    assert few.masks.shape == (1, 64, 64)
+    half = 1 / (1 + np.exp(-one.mask_logits[0])) / 2  # the second pass contributes an empty map
+    assert np.abs(1 / (1 + np.exp(-few.mask_logits[0])) - half).max() < 1e-4
