@@ -109,21 +109,12 @@ def test_mask_count_mismatch_is_a_clear_error(micro_model, samples):
         micro_model(batch)
 
 
-def _forcer(tokens):
-    """A logits processor that makes greedy decoding emit a scripted answer."""
-    def force(step, logits):
-        forced = torch.full_like(logits, -1e9)
-        forced[..., tokens[min(step, len(tokens) - 1)]] = 0
-        return forced
-    return force
-
-
-def test_generated_mask_embedding_equals_teacher_forced(micro_model, samples):
+def test_generated_mask_embedding_equals_teacher_forced(micro_model, samples, forcer):
     sample = samples[0]
     tok = micro_model.tokenizer
     answer = tok(" " + segment_answer(sample.expression), add_special_tokens=False).input_ids + [tok.eos_token_id]
     image = torch.from_numpy(sample.scene.image)
-    gen = micro_model.generate(image, segment_question(sample.expression), logits_processor=_forcer(answer))
+    gen = micro_model.generate(image, segment_question(sample.expression), logits_processor=forcer(answer))
     assert gen.token_ids == answer[:-1] and gen.mask_logits.shape == (1, 64, 64)
     batch = collate([sample], tok, max_tokens=64)
     with torch.no_grad():

@@ -18,14 +18,6 @@ def scene():
     return make_scene(np.random.default_rng(3), image_size=64)
 
 
-def _forcer(tokens):
-    def force(step, logits):
-        forced = torch.full_like(logits, -1e9)
-        forced[..., tokens[min(step, len(tokens) - 1)]] = 0
-        return forced
-    return force
-
-
 def test_spans_get_one_placeholder_per_feature(micro_model):
     tok = micro_model.tokenizer
     ids, labels = encode(tok, REGION_QUESTION, "the small red circle <obj>.", max_tokens=96)
@@ -72,14 +64,14 @@ def test_splice_puts_features_at_the_placeholders(micro_model, scene):
         micro_model.splice(torch.tensor([ids]), micro_model.image_tokens(images), [features[:3]])
 
 
-def test_generated_reference_embedding_equals_teacher_forced(micro_model, scene):
+def test_generated_reference_embedding_equals_teacher_forced(micro_model, scene, forcer):
     tok = micro_model.tokenizer
     refs = (Region(scene.objects[0].box), Audio(sound_for("circle", seed=1, index=2)))
     question = segment_question("<img.ref></img.ref> and <aud.ref></aud.ref>")
     answer_text = "circle <obj>."
     answer = tok(" " + answer_text, add_special_tokens=False).input_ids + [tok.eos_token_id]
     gen = micro_model.generate(torch.from_numpy(scene.image), question, references=refs,
-                               logits_processor=_forcer(answer))
+                               logits_processor=forcer(answer))
     ids, labels = encode(tok, question, answer_text, max_tokens=96)
     batch = Batch(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), torch.tensor([labels]),
                   torch.from_numpy(scene.image[None]), [torch.from_numpy(scene.objects[0].mask[None]).float()], [refs])
@@ -117,9 +109,9 @@ def test_predict_accepts_every_modality_alone_and_together(micro_model, scene, t
     assert isinstance(predict(micro_model, scene.image, text, audio=sound, sample_rate=16000, max_new_tokens=4).text, str)
 
 
-def test_few_shot_with_identical_examples_equals_one_shot(micro_model, scene):
+def test_few_shot_with_identical_examples_equals_one_shot(micro_model, scene, forcer):
     tok = micro_model.tokenizer
-    force = _forcer(tok(" circle <obj>.", add_special_tokens=False).input_ids + [tok.eos_token_id])
+    force = forcer(tok(" circle <obj>.", add_special_tokens=False).input_ids + [tok.eos_token_id])
     crop = object_crop(scene, 0)
 
     class Forced:  # predict() on a model whose decoding is scripted, so both runs produce one mask
@@ -190,7 +182,7 @@ def test_placeholder_and_reference_mismatch_is_a_clear_error(micro_model, scene)
         predict(micro_model, scene.image)
 
 
-def test_few_shot_passes_with_different_mask_counts_give_one_averaged_mask(micro_model, scene):
+def test_few_shot_passes_with_different_mask_counts_give_one_averaged_mask(micro_model, scene, forcer):
     tok = micro_model.tokenizer
     scripts = iter([" circle <obj>.", " circle ."])  # the second pass answers without <obj>
 
@@ -200,7 +192,7 @@ def test_few_shot_passes_with_different_mask_counts_give_one_averaged_mask(micro
 
         def generate(self, *args, **kwargs):
             answer = tok(next(scripts), add_special_tokens=False).input_ids + [tok.eos_token_id]
-            return micro_model.generate(*args, logits_processor=_forcer(answer), **kwargs)
+            return micro_model.generate(*args, logits_processor=forcer(answer), **kwargs)
 
     crop = object_crop(scene, 0)
     one = predict(Scripted(), scene.image, examples=[crop])
