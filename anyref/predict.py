@@ -86,7 +86,8 @@ def predict(model, image, text: str | None = None, *, box=None, examples=None, a
     References fill the prompt's `<img.ref></img.ref>` / `<aud.ref></aud.ref>` spans in order (box, examples, audio,
     or an explicit `references` list). Without text, the supplement's template for those references is used. Several
     example images with a one-slot prompt are few-shot (Sec. 4.1.2): one pass per example, each pass's masks merged
-    into one probability map, the maps averaged into ONE mask; the text is the first pass's.
+    into one probability map (none: zeros), the maps averaged into ONE mask, with the first grounded answer's text;
+    no mask at all when no pass answered with `<obj>`.
     """
     image = check_image(image)
     if references is None:
@@ -98,12 +99,16 @@ def predict(model, image, text: str | None = None, *, box=None, examples=None, a
     slots = text.count("<img.ref>") + text.count("<aud.ref>")
     if slots == 1 and len(references) > 1 and all(isinstance(r, Example) for r in references):
         runs = [model.generate(image, text, references=[r], max_new_tokens=max_new_tokens) for r in references]
+        grounded = [r for r in runs if len(r.mask_logits)]
+        if not grounded:
+            return Prediction(text=runs[0].text, masks=np.zeros((0, *image.shape[:2]), bool),
+                              mask_logits=np.zeros((0, *image.shape[:2]), np.float32))
         height, width = image.shape[:2]
         unions = [r.mask_logits.float().sigmoid().amax(0) if len(r.mask_logits) else torch.zeros(height, width)
                   for r in runs]  # each pass's masks as one probability map (H, W); none -> zeros
         probs = torch.stack(unions).mean(0, keepdim=True)  # (1, H, W)
         logits = torch.logit(probs.clamp(1e-6, 1 - 1e-6)).cpu().numpy()
-        return Prediction(text=runs[0].text, masks=logits > 0, mask_logits=logits)
+        return Prediction(text=grounded[0].text, masks=logits > 0, mask_logits=logits)
     out = model.generate(image, text, references=references, max_new_tokens=max_new_tokens)
     logits = out.mask_logits.float().cpu().numpy()
     return Prediction(text=out.text, masks=logits > 0, mask_logits=logits)

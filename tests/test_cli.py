@@ -46,7 +46,8 @@ def test_cli_predict_with_box_example_and_audio(tmp_path, capsys):
                   ["--text", "Can you segment the circle and <aud.ref></aud.ref> in this image?", "--audio", str(wav)]):
         assert main(["predict", "--model", str(model), "--image", str(image), *extra]) == 0, extra
         answer = json.loads(capsys.readouterr().out.splitlines()[0])
-        assert answer["masks"] == answer["answer"].count("<obj>")
+        few_shot = extra.count("--example") > 1  # one averaged mask, or none when no pass grounded its answer
+        assert answer["masks"] == (min(1, answer["answer"].count("<obj>")) if few_shot else answer["answer"].count("<obj>"))
     assert main(["predict", "--model", str(model), "--image", str(image), "--box", "0", "0", "90", "10"]) == 2
     assert "outside" in capsys.readouterr().err
     assert main(["predict", "--model", str(model), "--image", str(image), "--audio", str(tmp_path / "no.wav")]) == 2
