@@ -26,6 +26,7 @@ test: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark_ingredients.py
 	$(BIN)/python scripts/benchmark_text_referring.py --preset mini
+	$(BIN)/python scripts/benchmark_tasks.py
 
 ingredients: $(STAMP)  # re-train the shipped miniature ingredients (replaces data/ingredients; ~1-2 h on 2 cores)
 	$(BIN)/anyref pretrain clip --overwrite
