@@ -9,30 +9,26 @@ from .referring import check_references
 from .tokens import IGNORE_INDEX, encode, pad_batch, segment_answer, segment_question
 
 
+def _batch(samples, ids, labels, masks, *, tokenizer, references=None) -> Batch:
+    """Padded ids, attention mask and labels (B, T), stacked uint8 images (B, H, W, 3), masks and references."""
+    return Batch(input_ids=pad_batch(list(ids), value=tokenizer.pad_token_id),
+                 attention_mask=pad_batch([[1] * len(x) for x in ids], value=0),
+                 labels=pad_batch(list(labels), value=IGNORE_INDEX),
+                 images=torch.from_numpy(np.stack([s.scene.image for s in samples])), masks=masks, references=references)
+
+
 def collate(samples, tokenizer, *, max_tokens: int) -> Batch:
     """Text-referring samples -> Batch: "Can you segment {exp} in this image?" -> "{exp} <obj>." (supplement 6.2)."""
     ids, labels = zip(*(encode(tokenizer, segment_question(s.expression), segment_answer(s.expression),
                                max_tokens=max_tokens) for s in samples))
-    input_ids = pad_batch(list(ids), value=tokenizer.pad_token_id)  # (B, T)
-    attention = pad_batch([[1] * len(x) for x in ids], value=0)  # (B, T)
-    label_ids = pad_batch(list(labels), value=IGNORE_INDEX)  # (B, T)
-    images = torch.from_numpy(np.stack([s.scene.image for s in samples]))  # (B, H, W, 3) uint8
     masks = [torch.from_numpy(s.mask[None].astype(np.float32)) for s in samples]  # each (1, H, W)
-    return Batch(input_ids=input_ids, attention_mask=attention, labels=label_ids, images=images, masks=masks)
+    return _batch(samples, ids, labels, masks, tokenizer=tokenizer)
 
 
 def collate_tasks(samples, tokenizer, *, max_tokens: int) -> Batch:
     """Task-mixture samples (anyref.data.tasks.TaskSample) -> Batch with each sample's references."""
-    ids, labels = [], []
-    for s in samples:
-        sample_ids, sample_labels = encode(tokenizer, s.question, s.answer, max_tokens=max_tokens)
-        check_references(sample_ids, s.references)
-        ids.append(sample_ids)
-        labels.append(sample_labels)
-    input_ids = pad_batch(ids, value=tokenizer.pad_token_id)  # (B, T)
-    attention = pad_batch([[1] * len(x) for x in ids], value=0)  # (B, T)
-    label_ids = pad_batch(labels, value=IGNORE_INDEX)  # (B, T)
-    images = torch.from_numpy(np.stack([s.scene.image for s in samples]))  # (B, H, W, 3) uint8
+    ids, labels = zip(*(encode(tokenizer, s.question, s.answer, max_tokens=max_tokens) for s in samples))
+    for sample, sample_ids in zip(samples, ids):
+        check_references(sample_ids, sample.references)
     masks = [None if s.masks is None else torch.from_numpy(s.masks.astype(np.float32)) for s in samples]  # (N, H, W)
-    return Batch(input_ids=input_ids, attention_mask=attention, labels=label_ids, images=images, masks=masks,
-                 references=[tuple(s.references) for s in samples])
+    return _batch(samples, ids, labels, masks, tokenizer=tokenizer, references=[tuple(s.references) for s in samples])

@@ -53,16 +53,13 @@ def _predict(args) -> None:
     from .viz import load_image, overlay, save_image
 
     model = AnyRefModel.from_pretrained(args.model)
-    image_path = Path(args.image)
-    if not image_path.is_file():
-        raise AnyRefError(f"image {str(image_path)!r} does not exist")
-    image = load_image(image_path)
-    examples = None
-    if args.example:
-        for path in args.example:
-            if not Path(path).is_file():
-                raise AnyRefError(f"example image {path!r} does not exist")
-        examples = [load_image(Path(path)) for path in args.example]
+    def read(path: str, what: str):
+        if not Path(path).is_file():
+            raise AnyRefError(f"{what} {path!r} does not exist")
+        return load_image(Path(path))
+
+    image = read(args.image, "image")
+    examples = [read(path, "example image") for path in args.example] if args.example else None
     pred = predict(model, image, args.text, box=args.box, examples=examples, audio=args.audio)
     print(json.dumps({"answer": pred.text, "masks": len(pred.masks),
                       "mask_pixels": [int(m.sum()) for m in pred.masks]}))

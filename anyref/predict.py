@@ -11,7 +11,7 @@ from .audio import load_waveform
 from .errors import AnyRefInputError
 from .metrics import IoUMeter
 from .referring import AUD_REF_SPAN, IMG_REF_SPAN, Audio, Example, Region, check_example
-from .tokens import AUDIO_QUESTION, EXAMPLE_QUESTION, REGION_QUESTION, segment_question
+from .tokens import AUD_REF_START, AUDIO_QUESTION, EXAMPLE_QUESTION, IMG_REF_START, REGION_QUESTION, segment_question
 
 
 @dataclass
@@ -96,15 +96,15 @@ def predict(model, image, text: str | None = None, *, box=None, examples=None, a
         raise AnyRefInputError("pass either references=[...] or box/examples/audio, not both")
     text = default_question(references) if text is None else check_text(text)
     model.eval()
-    slots = text.count("<img.ref>") + text.count("<aud.ref>")
+    slots = text.count(IMG_REF_START) + text.count(AUD_REF_START)
     if slots == 1 and len(references) > 1 and all(isinstance(r, Example) for r in references):
         runs = [model.generate(image, text, references=[r], max_new_tokens=max_new_tokens) for r in references]
         grounded = [r for r in runs if len(r.mask_logits)]
+        size = tuple(image.shape[:2])
         if not grounded:
-            return Prediction(text=runs[0].text, masks=np.zeros((0, *image.shape[:2]), bool),
-                              mask_logits=np.zeros((0, *image.shape[:2]), np.float32))
-        height, width = image.shape[:2]
-        unions = [r.mask_logits.float().sigmoid().amax(0) if len(r.mask_logits) else torch.zeros(height, width)
+            return Prediction(text=runs[0].text, masks=np.zeros((0, *size), bool),
+                              mask_logits=np.zeros((0, *size), np.float32))
+        unions = [r.mask_logits.float().sigmoid().amax(0) if len(r.mask_logits) else torch.zeros(size)
                   for r in runs]  # each pass's masks as one probability map (H, W); none -> zeros
         probs = torch.stack(unions).mean(0, keepdim=True)  # (1, H, W)
         logits = torch.logit(probs.clamp(1e-6, 1 - 1e-6)).cpu().numpy()
