@@ -71,7 +71,7 @@ def _predict(args) -> None:
 def _eval(args) -> None:
     from .data import split_samples
     from .model import AnyRefModel
-    from .predict import evaluate_referring
+    from .evaluate import evaluate_referring
 
     model = AnyRefModel.from_pretrained(args.model)
     scores = {s: evaluate_referring(model, split_samples(s, num=args.num, image_size=args.image_size), desc=s)

@@ -1,15 +1,13 @@
-"""Inference: `predict(model, image, text, box=, examples=, audio=)` with input checks; split evaluation (cIoU, gIoU)."""
+"""Inference: `predict(model, image, text, box=, examples=, audio=)` with input checks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .audio import load_waveform
 from .errors import AnyRefInputError
-from .metrics import IoUMeter
 from .referring import AUD_REF_SPAN, IMG_REF_SPAN, Audio, Example, Region, check_example
 from .tokens import AUD_REF_START, AUDIO_QUESTION, EXAMPLE_QUESTION, IMG_REF_START, REGION_QUESTION, segment_question
 
@@ -113,13 +111,3 @@ def predict(model, image, text: str | None = None, *, box=None, examples=None, a
     logits = out.mask_logits.float().cpu().numpy()
     return Prediction(text=out.text, masks=logits > 0, mask_logits=logits)
 
-
-def evaluate_referring(model, samples, *, progress: bool = True, desc: str = "eval") -> dict:
-    """Generate an answer for each sample's question and score the union of its masks: cIoU, gIoU, <obj> rate."""
-    meter, answered = IoUMeter(), 0
-    for sample in tqdm(samples, disable=not progress, desc=desc):
-        pred = predict(model, sample.scene.image, segment_question(sample.expression))
-        answered += len(pred.masks) > 0
-        mask = pred.masks.any(0) if len(pred.masks) else np.zeros(sample.mask.shape, bool)
-        meter.update(mask, sample.mask)
-    return {"ciou": meter.ciou, "giou": meter.giou, "obj_rate": answered / max(1, len(samples)), "n": len(samples)}

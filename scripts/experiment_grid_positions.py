@@ -17,7 +17,7 @@ from anyref import AnyRefModel, preset
 from anyref.data import split_samples
 from anyref.metrics import IoUMeter
 from anyref.paths import BUILD_DIR, RESULTS_DIR
-from anyref.predict import evaluate_referring
+from anyref.evaluate import evaluate_referring
 from anyref.provenance import commit, machine
 from anyref.train import TrainConfig, seed_everything, train
 

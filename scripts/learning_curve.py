@@ -11,7 +11,7 @@ import torch
 
 from anyref import AnyRefModel, preset
 from anyref.data import split_samples
-from anyref.predict import evaluate_referring
+from anyref.evaluate import evaluate_referring
 from anyref.train import TrainConfig, seed_everything, train
 
 
