@@ -42,10 +42,10 @@ def _search_set(n, *, informative, generator):
 def test_search_learns_a_findable_target_and_not_a_hidden_one():
     generator = torch.Generator().manual_seed(0)
     train, val = _search_set(400, informative=True, generator=generator), _search_set(200, informative=True, generator=generator)
-    found = search_accuracy(train, val, steps=300, batch_size=32, lr=3e-3, progress=False)
+    found = search_accuracy(train, val, steps=120, batch_size=32, lr=5e-3, progress=False)
     assert found["accuracy"] > 0.9
     train, val = _search_set(400, informative=False, generator=generator), _search_set(200, informative=False, generator=generator)
-    hidden = search_accuracy(train, val, steps=300, batch_size=32, lr=3e-3, progress=False)
+    hidden = search_accuracy(train, val, steps=120, batch_size=32, lr=5e-3, progress=False)
     assert hidden["accuracy"] < 0.25 and hidden["chance"] == 1 / 16
 
 
