@@ -4,7 +4,11 @@ Probes the last-layer patch token at each object's centre (logistic regression, 
 and size, for the shipped CLIP-mini (16 px patches) and for one pretrained here with 8 px patches; also the new one's
 zero-shot crop accuracy. Writes data/results/attempts/clip_patch8_probe.json. About 20 minutes on 2 CPU cores.
 
-    python scripts/experiment_clip_patch8.py [--steps 300] [--crop-fraction 0.5]
+    python scripts/experiment_clip_patch8.py [--steps 300] [--crop-fraction 0.5] [--patch-size 8]
+        [--shape-only 0.0] [--out PATH]
+
+--shape-only F captions a fraction F of the crops by their shape alone ("a circle"), so that colour cannot tell
+those pairs apart and the contrastive loss must use shape.
 """
 from __future__ import annotations
 
@@ -46,18 +50,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--crop-fraction", type=float, default=0.5)
+    parser.add_argument("--patch-size", type=int, default=8)
+    parser.add_argument("--shape-only", type=float, default=0.0)
     parser.add_argument("--out", default=str(RESULTS_DIR / "attempts" / "clip_patch8_probe.json"))
     args = parser.parse_args()
+    if args.shape_only:
+        full_caption = clip_mini.crop_caption
+
+        def caption(obj, rng):
+            return f"a {obj.shape}" if rng.random() < args.shape_only else full_caption(obj, rng)
+        clip_mini.crop_caption = caption
     shipped, _ = clip_mini.load_clip_mini()
-    report = {"experiment": "CLIP-mini patch tokens at object centres: 16 px (shipped) vs 8 px patches",
+    report = {"experiment": f"CLIP-mini patch tokens at object centres: shipped vs {args.patch_size} px patches"
+                            + (f", {args.shape_only:.0%} shape-only crop captions" if args.shape_only else ""),
               "commit": commit(), "machine": machine(), "shipped_patch16": {"probe": centre_probe(shipped)}}
     started = time.time()
-    clip, tokenizer, _ = clip_mini.pretrain_clip(clip_mini.CLIPMiniConfig(vision=VisionConfig(patch_size=8)),
+    clip, tokenizer, _ = clip_mini.pretrain_clip(clip_mini.CLIPMiniConfig(vision=VisionConfig(patch_size=args.patch_size)),
                                                  clip_mini.CLIPPretrainConfig(steps=args.steps,
                                                                               crop_fraction=args.crop_fraction))
-    report["patch8"] = {"steps": args.steps, "crop_fraction": args.crop_fraction,
-                        "train_wall_s": round(time.time() - started, 1), "probe": centre_probe(clip),
-                        "zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer)}
+    report[f"patch{args.patch_size}"] = {
+        "steps": args.steps, "crop_fraction": args.crop_fraction, "shape_only_captions": args.shape_only,
+        "train_wall_s": round(time.time() - started, 1), "probe": centre_probe(clip),
+        "zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer)}
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=2)
     print(json.dumps(report, indent=2))
