@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data.shapescenes import ReferringSample, vocabulary
+from .data.shapescenes import ReferringSample, Scene, vocabulary
 from .losses import bce_per_mask, dice_per_mask
 from .metrics import IoUMeter
 from .sam import decode_masks, sam_inputs
@@ -99,19 +99,15 @@ def cell_code_ciou(model, train: dict, val: dict, *, grid: int = 8, steps: int =
     optimizer = torch.optim.AdamW(code.parameters(), lr=lr, weight_decay=0.0)
     size = tuple(train["masks"].shape[1:])
     picker = torch.Generator().manual_seed(seed)
-    switches = [(param, param.requires_grad) for param in model.sam.parameters()]
-    for param, _ in switches:
-        param.requires_grad = False  # only the cell code learns; SAM keeps no stray gradients
+    params = list(code.parameters())
     for _ in tqdm(range(steps), disable=not progress, desc="cell code -> frozen SAM decoder"):
         idx = torch.randint(0, len(train["cells"]), (batch_size,), generator=picker)
         logits = _decode(model.sam, train["sam"][idx], code(train["cells"][idx])[:, None], size)  # (B, H, W)
         target = train["masks"][idx].float()
         loss = 2.0 * bce_per_mask(logits, target).mean() + 0.5 * dice_per_mask(logits, target).mean()
-        optimizer.zero_grad()
-        loss.backward()
+        for param, grad in zip(params, torch.autograd.grad(loss, params)):  # gradients for the code only, not SAM
+            param.grad = grad
         optimizer.step()
-    for param, was in switches:
-        param.requires_grad = was
     meter = IoUMeter()
     with torch.no_grad():
         for start in range(0, len(val["cells"]), 50):
@@ -163,13 +159,13 @@ def search_accuracy(train: dict, val: dict, *, steps: int = 1000, batch_size: in
             "spatial": right[spatial].mean().item(), "chance": 1 / train["features"].shape[1]}
 
 
-def centre_features(samples: list[ReferringSample], feature_maps: torch.Tensor) -> tuple[np.ndarray, dict]:
+def centre_features(scenes: list[Scene], feature_maps: torch.Tensor) -> tuple[np.ndarray, dict]:
     """Every object's feature vector at its centre, from maps (N, C, h, w), and its colour / shape / size labels."""
-    height, width = samples[0].scene.image.shape[:2]
+    height, width = scenes[0].image.shape[:2]
     grid_h, grid_w = feature_maps.shape[-2:]
     vectors, labels = [], {"colour": [], "shape": [], "size": []}
-    for sample, fmap in zip(samples, feature_maps):
-        for obj in sample.scene.objects:
+    for scene, fmap in zip(scenes, feature_maps):
+        for obj in scene.objects:
             x, y = obj.centre
             vectors.append(fmap[:, min(int(y * grid_h / height), grid_h - 1), min(int(x * grid_w / width), grid_w - 1)])
             for key in labels:

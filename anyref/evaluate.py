@@ -36,6 +36,11 @@ def model_answerer(model):
     return answer
 
 
+def as_answerer(answer):
+    """A model becomes `model_answerer(model)`; an answerer (sample -> Prediction) is kept as it is."""
+    return model_answerer(answer) if isinstance(answer, torch.nn.Module) else answer
+
+
 def segment_everything(sample) -> Prediction:
     """The floor a model must beat to show it referred: no words, one mask over every object in the scene."""
     union = sample.scene.masks.any(0)[None]  # (1, H, W)
@@ -49,7 +54,7 @@ def _target(sample) -> np.ndarray:
 
 def evaluate_referring(answer, samples, *, progress: bool = True, desc: str = "eval") -> dict:
     """Score the union of each answer's masks: cIoU, gIoU, `<obj>` rate. `answer` is a model or an answerer."""
-    answer = model_answerer(answer) if isinstance(answer, torch.nn.Module) else answer
+    answer = as_answerer(answer)
     meter, answered = IoUMeter(), 0
     for sample in tqdm(samples, disable=not progress, desc=desc):
         pred = answer(sample)
@@ -66,6 +71,7 @@ def evaluate_text(answer, *, num: int, progress: bool = True) -> dict:
 
 def evaluate_reg(answer, *, num: int, meteor: bool = True, progress: bool = True) -> dict:
     """Region description from a box: CIDEr, METEOR and exact match of the words, and the grounded mask's cIoU."""
+    answer = as_answerer(answer)
     predictions, references, meter = [], [], IoUMeter()
     for sample in tqdm(task_split("reg", "val", num=num), disable=not progress, desc="reg"):
         pred = answer(sample)
@@ -79,6 +85,7 @@ def evaluate_reg(answer, *, num: int, meteor: bool = True, progress: bool = True
 def evaluate_image(answer, *, num: int, shots: int, progress: bool = True) -> dict:
     """Example-image referring: one-shot (first example) and few-shot (mask probabilities averaged) mIoU, with and
     without mask cropping; mIoU = per-class cumulative IoU averaged over the shape classes (COCO-20i style)."""
+    answer = as_answerer(answer)
     scores = {}
     for cropped in (False, True):
         for name, count in (("one_shot", 1), ("few_shot", shots)):
@@ -96,6 +103,7 @@ def evaluate_image(answer, *, num: int, shots: int, progress: bool = True) -> di
 
 def evaluate_audio(answer, *, num: int, progress: bool = True) -> dict:
     """Audio-visual segmentation: single source (mIoU, F-score with beta^2 = 0.3) and multi-source (mIoU)."""
+    answer = as_answerer(answer)
     scores = {}
     for task in ("audio", "audio_multi"):
         meter = AVSMeter()
@@ -108,7 +116,7 @@ def evaluate_audio(answer, *, num: int, progress: bool = True) -> dict:
 
 def evaluate_tasks(answer, *, num: int = 40, shots: int = 5, meteor: bool = True, progress: bool = True) -> dict:
     """Every task's figures for a model (or any answerer: sample -> Prediction), as the benchmark writes them."""
-    answer = model_answerer(answer) if isinstance(answer, torch.nn.Module) else answer
+    answer = as_answerer(answer)
     return {"text": evaluate_text(answer, num=num, progress=progress),
             "reg": evaluate_reg(answer, num=num, meteor=meteor, progress=progress),
             "image": evaluate_image(answer, num=num, shots=shots, progress=progress),

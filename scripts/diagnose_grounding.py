@@ -40,10 +40,10 @@ def main() -> None:
     train = [training_sample(i, seed=7, mix=SINGLE_TARGET_MIX) for i in range(args.train)]
     val = split_samples("val", num=args.val)
     sets = {}
+    side = model.vision.clip.config.image_size // model.vision.clip.config.patch_size  # image tokens per row
     for name, samples in (("train", train), ("val", val)):
         features = frozen_features(model, samples)
         tokens = features["tokens"]  # (N, P, D)
-        side = int(round(tokens.shape[1] ** 0.5))
         sets[name] = {**features, "codes": word_codes(samples),
                       "spatial": torch.tensor([s.kind == "spatial" for s in samples]),
                       "cells": torch.tensor([cell_index(s.mask, grid=side) for s in samples]),
@@ -55,8 +55,7 @@ def main() -> None:
               "commit": commit(), "machine": machine(), "train_scenes": args.train, "val_samples": args.val}
     result["oracle_prompt_ciou_frozen_decoder"] = oracle_prompt_ciou(model, val, va["sam"])
     result["cell_code_ciou_frozen_decoder"] = {
-        "grid": int(round(tr["tokens"].shape[1] ** 0.5)), "steps": args.cell_steps,
-        "val_ciou": cell_code_ciou(model, tr, va, grid=int(round(tr["tokens"].shape[1] ** 0.5)), steps=args.cell_steps)}
+        "grid": side, "steps": args.cell_steps, "val_ciou": cell_code_ciou(model, tr, va, grid=side, steps=args.cell_steps)}
     result["perfect_text_search"] = {"steps": args.search_steps}
     for name, key, cells in (("llm_image_tokens", "tokens", "cells"), ("sam_embeddings", "sam", "sam_cells")):
         def view(s):
@@ -64,7 +63,7 @@ def main() -> None:
             return {"features": features, "codes": s["codes"], "cells": s[cells], "spatial": s["spatial"]}
         result["perfect_text_search"][name] = search_accuracy(view(tr), view(va), steps=args.search_steps)
     result["attribute_probe_at_object_centres"] = {
-        name: attribute_probe(*centre_features(train[:600], tr[key][:600]))
+        name: attribute_probe(*centre_features([s.scene for s in train[:600]], tr[key][:600]))
         for name, key in (("llm_image_tokens", "token_maps"), ("sam_embeddings", "sam"))}
     result["wall_s"] = round(time.time() - started, 1)
     with open(args.out, "w") as handle:

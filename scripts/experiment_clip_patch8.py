@@ -21,7 +21,7 @@ import torch
 
 from anyref.config import VisionConfig
 from anyref.data.shapescenes import make_scene
-from anyref.diagnose import attribute_probe
+from anyref.diagnose import attribute_probe, centre_features
 from anyref.paths import RESULTS_DIR
 from anyref.pretrain import clip_mini
 from anyref.provenance import commit, machine
@@ -31,19 +31,13 @@ from anyref.vision import clip_pixels
 @torch.no_grad()
 def centre_probe(clip, *, scenes: int = 250) -> dict:
     """Colour / shape / size probe accuracy of the patch token under each object's centre, 128 px scenes."""
-    size = clip.config.vision_config.image_size
-    vectors, labels = [], {"colour": [], "shape": [], "size": []}
-    for i in range(scenes):
-        scene = make_scene(np.random.default_rng(np.random.SeedSequence([77, i])), image_size=128)
-        tokens = clip.vision_model(pixel_values=clip_pixels(torch.from_numpy(scene.image[None]), size=size))
-        tokens = tokens.last_hidden_state[0, 1:]  # (P, C)
-        side = int(round(len(tokens) ** 0.5))
-        for obj in scene.objects:
-            x, y = obj.centre
-            vectors.append(tokens[min(int(y * side / 128), side - 1) * side + min(int(x * side / 128), side - 1)].numpy())
-            for key in labels:
-                labels[key].append(getattr(obj, key))
-    return attribute_probe(np.array(vectors), labels)
+    size, patch = clip.config.vision_config.image_size, clip.config.vision_config.patch_size
+    drawn = [make_scene(np.random.default_rng(np.random.SeedSequence([77, i])), image_size=128) for i in range(scenes)]
+    maps = []
+    for scene in drawn:
+        out = clip.vision_model(pixel_values=clip_pixels(torch.from_numpy(scene.image[None]), size=size))
+        maps.append(out.last_hidden_state[0, 1:].T.reshape(-1, size // patch, size // patch))  # (C, side, side)
+    return attribute_probe(*centre_features(drawn, torch.stack(maps)))
 
 
 def main() -> None:

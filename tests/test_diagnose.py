@@ -67,8 +67,11 @@ def test_diagnosis_runs_on_the_micro_model(micro_model, samples):
     assert set(oracle) == {"point", "box"} and all(0 <= v <= 1 for v in oracle.values())
     sets = {**features, "cells": torch.tensor([cell_index(s.mask, grid=4) for s in samples])}
     before = [p.clone() for p in micro_model.sam.mask_decoder.parameters()]
+    grads = [None if p.grad is None else p.grad.clone() for p in micro_model.sam.parameters()]
     ciou = cell_code_ciou(micro_model, sets, sets, grid=4, steps=2, batch_size=2, progress=False)
     assert 0 <= ciou <= 1
     assert all(torch.equal(a, b) for a, b in zip(before, micro_model.sam.mask_decoder.parameters()))  # stays frozen
-    vectors, labels = centre_features(samples, features["sam"])
+    assert all((g is None and p.grad is None) or (g is not None and p.grad is not None and torch.equal(g, p.grad))
+               for g, p in zip(grads, micro_model.sam.parameters()))  # and gets no stray gradients
+    vectors, labels = centre_features([s.scene for s in samples], features["sam"])
     assert len(vectors) == len(labels["shape"]) == sum(len(s.scene.objects) for s in samples)
