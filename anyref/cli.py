@@ -94,7 +94,7 @@ def _pretrain(args) -> None:
     from .pretrain.run import pretrain
 
     metrics = pretrain(args.ingredient, steps=args.steps, out=args.out, overwrite=args.overwrite,
-                       clip_folder=args.clip)
+                       clip_folder=args.clip, run_dir=args.run_dir, resume=args.resume, device=args.device)
     print(json.dumps(metrics, indent=2))
 
 
@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", default=None, help="where to save (default: data/ingredients/<name>-mini)")
     pre.add_argument("--clip", default=None, help="CLIP-mini folder that LLaVA-mini and audio-mini build on")
     pre.add_argument("--overwrite", action="store_true", help="replace existing weights in --out")
+    pre.add_argument("--run-dir", default=None, help="keep checkpoints here (every 100 steps) so a run can resume")
+    pre.add_argument("--resume", action="store_true", help="continue from the checkpoint in --run-dir")
+    pre.add_argument("--device", default="cpu", help="where CLIP-mini trains (e.g. cuda); the others train on the CPU")
     pre.set_defaults(run=_pretrain)
 
     scene = sub.add_parser("scene", help="write a ShapeScenes image and a question about it")

@@ -18,6 +18,7 @@ from .data import training_sample
 from .errors import AnyRefCheckpointError
 
 STATE_FILE, TRAINABLE_FILE = "trainer_state.pt", "trainable.safetensors"
+RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "time_budget_s", "stop_after")  # a resume may change these
 # On CPU, PyTorch's flash-attention backward is several times slower than the plain maths for our short sequences.
 TRAIN_ATTENTION = [SDPBackend.MATH] if not torch.cuda.is_available() else [SDPBackend.FLASH_ATTENTION,
                                                                            SDPBackend.EFFICIENT_ATTENTION,
@@ -100,8 +101,8 @@ def frozen_fingerprint(model) -> float:
         return float(sum(p.double().abs().sum() for p in model.parameters() if not p.requires_grad))
 
 
-def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, result: TrainResult, config: TrainConfig):
-    """Trainable weights (safetensors) + optimizer, schedule, RNG states and history (torch.save)."""
+def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, result, settings: dict):
+    """Trainable weights (safetensors) + optimizer, schedule, RNG states, history and `settings` (torch.save)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,21 +110,20 @@ def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, result:
     save_file(trainable, str(folder / (TRAINABLE_FILE + ".tmp")))
     state = {"step": step, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-             "losses": result.losses, "parts": result.parts, "wall_s": result.wall_s, "config": asdict(config),
-             "frozen_fingerprint": frozen_fingerprint(model)}
+             "losses": result.losses, "parts": getattr(result, "parts", []), "wall_s": result.wall_s,
+             "config": settings, "frozen_fingerprint": frozen_fingerprint(model)}
     torch.save(state, folder / (STATE_FILE + ".tmp"))
     (folder / (TRAINABLE_FILE + ".tmp")).replace(folder / TRAINABLE_FILE)  # rename last: never a half checkpoint
     (folder / (STATE_FILE + ".tmp")).replace(folder / STATE_FILE)
 
 
-def load_checkpoint(folder: Path, model, optimizer, schedule, config: TrainConfig) -> tuple[int, TrainResult]:
-    """Restore a `save_checkpoint` folder; returns the step to continue from and the history so far."""
+def load_checkpoint(folder: Path, model, optimizer, schedule, settings: dict, *, may_change=()) -> tuple[int, dict]:
+    """Restore a `save_checkpoint` folder made with the same `settings` (but `may_change`); returns (step, state)."""
     from safetensors.torch import load_file
 
     state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
-    saved = {k: v for k, v in state["config"].items() if k not in ("steps", "checkpoint_every", "log_every",
-                                                                   "time_budget_s", "stop_after")}
-    current = {k: v for k, v in asdict(config).items() if k in saved}
+    saved = {k: v for k, v in state["config"].items() if k not in may_change}
+    current = {k: v for k, v in settings.items() if k in saved}
     if json.dumps(saved, default=list) != json.dumps(current, default=list):
         raise AnyRefCheckpointError(f"checkpoint in {str(folder)!r} was made with other settings {saved}; "
                                     f"resume with the same settings or start a new run folder")
@@ -144,8 +144,17 @@ def load_checkpoint(folder: Path, model, optimizer, schedule, config: TrainConfi
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
     random.setstate(state["python_rng"])
-    return state["step"], TrainResult(losses=state["losses"], parts=state["parts"], steps=state["step"],
-                                      wall_s=state["wall_s"])
+    return state["step"], state
+
+
+def check_resumable(folder: Path | None, *, resume: bool) -> bool:
+    """Whether `folder` holds a checkpoint to continue; one that exists without `resume` is an error."""
+    if folder is None or not (folder / STATE_FILE).exists():
+        return False
+    if not resume:
+        raise AnyRefCheckpointError(f"{str(folder)!r} already holds a checkpoint; resume it (resume=True / "
+                                    "--resume) or choose a new run folder")
+    return True
 
 
 def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False,
@@ -157,11 +166,9 @@ def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resu
     folder = Path(run_dir) / "checkpoint" if run_dir else None
     optimizer, schedule = make_optimizer(model, config)
     start, result = 0, TrainResult()
-    if folder is not None and (folder / STATE_FILE).exists():
-        if not resume:
-            raise AnyRefCheckpointError(f"{str(folder)!r} already holds a checkpoint; resume it (resume=True / "
-                                        "--resume) or choose a new run folder")
-        start, result = load_checkpoint(folder, model, optimizer, schedule, config)
+    if check_resumable(folder, resume=resume):
+        start, state = load_checkpoint(folder, model, optimizer, schedule, asdict(config), may_change=RUN_LENGTH_KEYS)
+        result = TrainResult(losses=state["losses"], parts=state["parts"], steps=start, wall_s=state["wall_s"])
     else:
         seed_everything(config.seed)
     model.train()
@@ -184,7 +191,7 @@ def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resu
         out_of_time = ((config.time_budget_s is not None and result.wall_s >= config.time_budget_s)
                        or (config.stop_after is not None and step + 1 >= config.stop_after))
         if folder is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or out_of_time):
-            save_checkpoint(folder, model, optimizer, schedule, step + 1, result, config)
+            save_checkpoint(folder, model, optimizer, schedule, step + 1, result, asdict(config))
         if callback is not None:
             callback(step + 1, model, result)
         if out_of_time:

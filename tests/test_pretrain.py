@@ -61,6 +61,21 @@ def test_clip_pretraining_is_seeded_and_learns(tmp_path):
     assert torch.allclose(clip_mini.encode_images(clip, crops), clip_mini.encode_images(loaded, crops), atol=1e-6)
 
 
+def test_region_term_pairs_patch_tokens_with_the_object_under_them():
+    scene = clip_mini.make_scene(np.random.default_rng(3), image_size=48)
+    labels = clip_mini.patch_labels(scene, grid=6, min_coverage=0.25)
+    assert labels.shape == (36,) and (labels == -1).any()  # background cells stay unlabelled
+    for index, obj in enumerate(scene.objects):
+        x, y = obj.centre
+        assert labels[int(y * 6 / 48) * 6 + int(x * 6 / 48)] == index
+    covered = scene.masks.reshape(len(scene.objects), 6, 8, 6, 8).mean(axis=(2, 4)).reshape(len(scene.objects), -1)
+    assert (covered[labels[labels >= 0], np.nonzero(labels >= 0)[0]] > 0).all()  # a label names an object that is there
+    clip = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
+    loss = clip_mini.region_loss(clip, clip_mini.build_word_tokenizer(), [scene], min_coverage=0.25)
+    loss.backward()
+    assert torch.isfinite(loss) and clip.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
+
+
 def test_llava_stages_run_on_a_clip_folder(tmp_path):
     clip = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
     folder = clip_mini.save_clip_mini(clip, tmp_path / "clip")
@@ -78,3 +93,50 @@ def test_llava_stages_run_on_a_clip_folder(tmp_path):
     assert set(scores) == {"colour", "shape", "where", "count", "overall"}
     saved = llava_mini.save_llava_mini(model, tmp_path / "llava")
     assert {p.name for p in saved.iterdir()} >= {"llm", "projector.safetensors", "tokenizer"}
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _dropout_loss(module):
+    def loss_at(step):
+        x = torch.from_numpy(np.random.default_rng(step).normal(size=(8, 4)).astype(np.float32))
+        return torch.nn.functional.dropout(module(x), p=0.3, training=True).pow(2).mean()  # uses torch's RNG
+    return loss_at
+
+
+def test_pretraining_resumes_with_identical_losses(tmp_path):
+    from anyref.errors import AnyRefCheckpointError
+    from anyref.pretrain.loop import run_loop
+
+    def fresh():
+        torch.manual_seed(0)
+        return torch.nn.Linear(4, 3)
+
+    settings = dict(steps=10, lr=1e-2, seed=0, warmup_steps=2, progress=False, checkpoint_every=4)
+    whole = run_loop(_dropout_loss(module := fresh()), module, run_dir=tmp_path / "whole", **settings)
+
+    def stop_at_six(step, result):
+        if step == 6:
+            raise _Interrupt
+    with pytest.raises(_Interrupt):
+        run_loop(_dropout_loss(module := fresh()), module, run_dir=tmp_path / "cut", callback=stop_at_six, **settings)
+    with pytest.raises(AnyRefCheckpointError, match="resume"):
+        run_loop(_dropout_loss(module := fresh()), module, run_dir=tmp_path / "cut", **settings)
+    with pytest.raises(AnyRefCheckpointError, match="other settings"):
+        run_loop(_dropout_loss(module := fresh()), module, run_dir=tmp_path / "cut", resume=True,
+                 **{**settings, "lr": 2e-2})
+    resumed = run_loop(_dropout_loss(module := fresh()), module, run_dir=tmp_path / "cut", resume=True, **settings)
+    assert resumed.steps == 10 and resumed.losses == whole.losses  # steps 1-4 from the checkpoint, 5-10 re-run
+
+
+def test_pretraining_refuses_a_gpu_it_does_not_have(tmp_path):
+    from anyref.errors import AnyRefConfigError
+    from anyref.pretrain.run import pretrain
+
+    with pytest.raises(AnyRefConfigError, match="CLIP-mini"):
+        pretrain("sam", steps=1, out=tmp_path / "sam", device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(AnyRefConfigError, match="no CUDA GPU"):
+            pretrain("clip", steps=1, out=tmp_path / "clip", device="cuda")

@@ -63,11 +63,12 @@ def infonce(audio: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
 
 
 def train_audio_binding(encoder: AudioEncoder, image_embed_fn, *, steps: int, batch_size: int, lr: float, seed: int,
-                        crop_size: int = CROP_SIZE, progress: bool = True, callback=None) -> dict:
+                        crop_size: int = CROP_SIZE, progress: bool = True, callback=None, run_dir=None,
+                        resume: bool = False) -> dict:
     """Bind encoder's sound embeddings to frozen crop embeddings; returns {"losses", "steps", "wall_s"}.
 
     AdamW with warm-up + cosine (the shared pretraining loop); `callback(step, result)` runs after every step.
-    Same seed and same initial weights give the same losses.
+    Same seed and same initial weights give the same losses; `run_dir` / `resume` as in `run_loop`.
     """
     if steps < 1 or batch_size < 2:
         raise AnyRefInputError(f"need steps >= 1 and batch_size >= 2 (InfoNCE needs negatives), "
@@ -82,9 +83,9 @@ def train_audio_binding(encoder: AudioEncoder, image_embed_fn, *, steps: int, ba
         image = image_embeddings(image_embed_fn, crops, dim=config.out_dim).to(device)  # (B, E)
         return infonce(encoder.embed(clips.to(device)), image)
 
-    result = run_loop(loss_at, encoder.parameters(), steps=steps, lr=lr, seed=seed,
+    result = run_loop(loss_at, encoder, steps=steps, lr=lr, seed=seed,
                       warmup_steps=max(1, int(WARMUP_FRACTION * steps)), progress=progress, desc="audio-mini",
-                      callback=callback)
+                      callback=callback, run_dir=run_dir, resume=resume)
     encoder.eval()
     return dataclasses.asdict(result)
 

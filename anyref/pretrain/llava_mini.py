@@ -90,12 +90,15 @@ def _stage_batch(model, stream_keys, size: int, *, kind: str) -> Batch:
 
 def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAPretrainConfig(), *,
                    vision: VisionConfig | None = None, llm: LLMConfig | None = None,
-                   stages: tuple[str, ...] = STAGES, progress: bool = True, callback=None) -> tuple[AnyRefModel, dict]:
+                   stages: tuple[str, ...] = STAGES, progress: bool = True, callback=None, run_dir=None,
+                   resume: bool = False) -> tuple[AnyRefModel, dict]:
     """Run `stages` of ("lm", "align", "instruct") on top of the CLIP-mini folder `clip_path`.
 
     Skipping "lm" starts from the language model in `llm.pretrained_path` (as LLaVA starts from Vicuna); the "lm"
-    stage alone needs no CLIP. Returns the model and each stage's losses.
+    stage alone needs no CLIP. Returns the model and each stage's losses. With `run_dir`, each stage checkpoints to
+    run_dir/<stage> (see `run_loop`); `resume` continues there, finished stages included.
     """
+    stage_dirs = {stage: Path(run_dir) / stage if run_dir else None for stage in STAGES}
     torch.manual_seed(settings.seed)
     model = AnyRefModel(llava_config(clip_path=clip_path, vision=vision, llm=llm, stage="lm"))
     llama, tokenizer, histories = model.llama, model.tokenizer, {}
@@ -112,8 +115,9 @@ def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAP
 
     if "lm" in stages:
         llama.train()
-        histories["lm"] = run_loop(lm_loss, llama.parameters(), steps=settings.lm_steps, lr=settings.lm_lr,
-                                   seed=settings.seed, progress=progress, desc="LLaVA-mini LM", callback=callback).losses
+        histories["lm"] = run_loop(lm_loss, llama, steps=settings.lm_steps, lr=settings.lm_lr, seed=settings.seed,
+                                   progress=progress, desc="LLaVA-mini LM", callback=callback,
+                                   run_dir=stage_dirs["lm"], resume=resume).losses
     for stage, steps, batch, lr in (("align", settings.align_steps, settings.align_batch, settings.align_lr),
                                     ("instruct", settings.instruct_steps, settings.instruct_batch, settings.instruct_lr)):
         if stage not in stages:
@@ -124,8 +128,8 @@ def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAP
         histories[stage] = run_loop(
             lambda step, stage=stage, batch=batch: model(_stage_batch(model, (settings.seed, 1 + (stage == "instruct"),
                                                                               step), batch, kind=stage))["ce"],
-            model.parameters(), steps=steps, lr=lr, seed=settings.seed, progress=progress,
-            desc=f"LLaVA-mini {stage}", callback=callback).losses
+            model, steps=steps, lr=lr, seed=settings.seed, progress=progress, desc=f"LLaVA-mini {stage}",
+            callback=callback, run_dir=stage_dirs[stage], resume=resume).losses
     return model.eval(), histories
 
 

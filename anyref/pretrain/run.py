@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..config import SAMConfig
+from ..errors import AnyRefConfigError
 from ..paths import INGREDIENTS_DIR
 from . import audio_mini, clip_mini, llava_mini, sam_mini
 from .store import check_writable
@@ -30,23 +31,33 @@ def crop_embedder(clip):
 
 
 def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = None, overwrite: bool = False,
-             clip_folder: str | Path | None = None, progress: bool = True) -> dict:
-    """Train ingredient `name` (fewer `steps` for a quick look), evaluate it, save it to `out`; returns its metrics."""
+             clip_folder: str | Path | None = None, progress: bool = True, run_dir: str | Path | None = None,
+             resume: bool = False, device: str = "cpu") -> dict:
+    """Train ingredient `name` (fewer `steps` for a quick look), evaluate it, save it to `out`; returns its metrics.
+
+    `run_dir` keeps checkpoints that `resume` continues; `device` ("cuda") applies to CLIP-mini, the slowest to learn.
+    """
     if name not in INGREDIENTS:
         raise ValueError(f"unknown ingredient {name!r}; choose one of {INGREDIENTS}")
+    if device != "cpu" and name != "clip":
+        raise AnyRefConfigError(f"only CLIP-mini pretraining runs on {device!r}; the other ingredients train on the CPU")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AnyRefConfigError(f"device {device!r} asked for, but this machine has no CUDA GPU; use --device cpu")
+    checkpoints = dict(run_dir=run_dir, resume=resume)
     out = Path(out) if out else folder_of(name)
     clip_folder = Path(clip_folder) if clip_folder else folder_of("clip")
     check_writable(out, overwrite=overwrite)  # refuse before training, not after
     if name == "clip":
         settings = clip_mini.CLIPPretrainConfig(**({"steps": steps} if steps else {}))
-        clip, tokenizer, result = clip_mini.pretrain_clip(settings=settings, progress=progress)
+        clip, tokenizer, result = clip_mini.pretrain_clip(settings=settings, progress=progress, device=device,
+                                                          **checkpoints)
         metrics = {"zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer), "steps": result.steps,
                    "wall_s": round(result.wall_s, 1)}
         clip_mini.save_clip_mini(clip, out, metrics=metrics, overwrite=overwrite)
     elif name == "sam":
         settings = sam_mini.SAMPretrainConfig(**({"steps": steps} if steps else {}))
         config = SAMConfig()
-        sam, result = sam_mini.pretrain_sam(config, settings, progress=progress)
+        sam, result = sam_mini.pretrain_sam(config, settings, progress=progress, **checkpoints)
         metrics = {"box_miou": sam_mini.evaluate_sam(sam), "point_miou": sam_mini.evaluate_sam(sam, prompt="point"),
                    "steps": result.steps, "wall_s": round(result.wall_s, 1)}
         sam_mini.save_sam_mini(sam, config, out, metrics=metrics, overwrite=overwrite)
@@ -54,7 +65,7 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
         settings = llava_mini.LLaVAPretrainConfig()
         if steps:
             settings = replace(settings, lm_steps=steps, align_steps=steps, instruct_steps=steps)
-        model, histories = llava_mini.pretrain_llava(str(clip_folder), settings, progress=progress)
+        model, histories = llava_mini.pretrain_llava(str(clip_folder), settings, progress=progress, **checkpoints)
         metrics = {"answer_accuracy": llava_mini.answer_accuracy(model),
                    "steps": {stage: len(losses) for stage, losses in histories.items()}}
         llava_mini.save_llava_mini(model, out, metrics=metrics, overwrite=overwrite)
@@ -63,7 +74,7 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
         embed = crop_embedder(clip)
         encoder = audio_mini.AudioEncoder(audio_mini.AudioConfig(out_dim=clip.config.projection_dim))
         history = audio_mini.train_audio_binding(encoder, embed, steps=steps or AUDIO_STEPS, batch_size=32, lr=2e-3, seed=0,
-                                                 progress=progress)
+                                                 progress=progress, **checkpoints)
         metrics = {"retrieval_top1": audio_mini.audio_retrieval_top1(encoder, embed), "steps": steps or AUDIO_STEPS,
                    "wall_s": history.get("wall_s")}
         audio_mini.save_audio_encoder(encoder, out, overwrite=overwrite)

@@ -85,8 +85,8 @@ def _scenes(stream: int, seed: int, step: int, count: int, image_size: int):
 
 
 def pretrain_sam(config: SAMConfig, settings: SAMPretrainConfig = SAMPretrainConfig(), *, progress: bool = True,
-                 callback=None):
-    """Train a SAM of `config` from scratch as a promptable segmenter; returns (sam, LoopResult)."""
+                 callback=None, run_dir=None, resume: bool = False):
+    """Train a SAM of `config` from scratch as a promptable segmenter; returns (sam, LoopResult). See `run_loop`."""
     torch.manual_seed(settings.seed)
     sam = build_sam(config).train()
     scale = config.image_size / settings.image_size
@@ -101,8 +101,9 @@ def pretrain_sam(config: SAMConfig, settings: SAMPretrainConfig = SAMPretrainCon
         targets = F.adaptive_avg_pool2d(masks[:, None].float(), logits.shape[-2:])[:, 0]  # (N, 4h, 4w) soft
         return 2.0 * bce_per_mask(logits, targets).mean() + 0.5 * dice_per_mask(logits, targets).mean()
 
-    result = run_loop(loss_at, sam.parameters(), steps=settings.steps, lr=settings.lr, seed=settings.seed,
-                      warmup_steps=settings.warmup_steps, progress=progress, desc="SAM-mini", callback=callback)
+    result = run_loop(loss_at, sam, steps=settings.steps, lr=settings.lr, seed=settings.seed,
+                      warmup_steps=settings.warmup_steps, progress=progress, desc="SAM-mini", callback=callback,
+                      run_dir=run_dir, resume=resume)
     return sam.eval(), result
 
 
