@@ -9,9 +9,13 @@ low figure blames the frozen ingredients rather than the fine-tune:
   learned quickly as a sparse prompt? gamma has to produce one);
 - `search_accuracy`: a one-hop attention from a PERFECT text code (the expression's words) over frozen features
   -> the target's grid cell (can the referred object be found in these features at all?);
+- `text_prompt_ciou`: a PERFECT text code -> sparse prompt -> SAM's decoder, trained, over SAM's frozen embeddings
+  (can SAM's side find the object itself, if the `<obj>` prompt only carried the expression?);
 - `attribute_probe`: linear probes of frozen features at object centres: colour, shape, size.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -118,20 +122,32 @@ def cell_code_ciou(model, train: dict, val: dict, *, grid: int = 8, steps: int =
     return meter.ciou
 
 
-class TextSearch(nn.Module):
-    """A perfect text code (the expression's words, position-aware) queries frozen features: one score per cell."""
+class WordCode(nn.Module):
+    """A perfect text code: the expression's word ids (B, length), position-aware, -> an MLP's output (B, out)."""
 
-    def __init__(self, *, feature_dim: int, num_cells: int, length: int, width: int = 128):
+    def __init__(self, *, length: int, out: int, width: int = 128):
         super().__init__()
         self.words = nn.Embedding(len(vocabulary()) + 1, width)
         self.slots = nn.Parameter(torch.zeros(length, width))
-        self.query = nn.Sequential(nn.Linear(length * width, width), nn.ReLU(), nn.Linear(width, width))
+        self.mlp = nn.Sequential(nn.Linear(length * width, width), nn.ReLU(), nn.Linear(width, out))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, length) -> (B, out)."""
+        return self.mlp((self.words(codes) + self.slots).flatten(1))
+
+
+class TextSearch(nn.Module):
+    """A perfect text code queries frozen features: one score per cell."""
+
+    def __init__(self, *, feature_dim: int, num_cells: int, length: int, width: int = 128):
+        super().__init__()
+        self.query = WordCode(length=length, out=width, width=width)
         self.key = nn.Sequential(nn.Linear(feature_dim, width), nn.ReLU(), nn.Linear(width, width))
         self.cell = nn.Parameter(torch.zeros(num_cells, width))  # a learned position code per cell
 
     def forward(self, codes: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """codes (B, length), features (B, P, F) -> cell scores (B, P)."""
-        query = self.query((self.words(codes) + self.slots).flatten(1))  # (B, W)
+        query = self.query(codes)  # (B, W)
         keys = self.key(features) + self.cell  # (B, P, W)
         return torch.einsum("bw,bpw->bp", query, keys) / query.shape[-1] ** 0.5
 
@@ -186,3 +202,37 @@ def attribute_probe(vectors: np.ndarray, labels: dict, *, train_fraction: float 
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         scores[key] = float(probe.fit(vectors[:cut], values[:cut]).score(vectors[cut:], values[cut:]))
     return scores
+
+
+def text_prompt_ciou(model, train: dict, val: dict, *, tokens: int = 2, steps: int = 600, batch_size: int = 16,
+                     lr: float = 1e-3, seed: int = 0, progress: bool = True) -> dict:
+    """Train a `WordCode` -> `tokens` sparse prompts and a copy of SAM's mask decoder over FROZEN SAM embeddings;
+    val cIoU overall / attribute / spatial. train / val: `frozen_features` outputs plus "codes" and "spatial"."""
+    torch.manual_seed(seed)
+    sam = copy.deepcopy(model.sam)  # the model's own SAM keeps its weights
+    prompt_dim = sam.prompt_encoder.embed_dim
+    code = WordCode(length=train["codes"].shape[1], out=tokens * prompt_dim)
+    params = list(code.parameters()) + list(sam.mask_decoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    size = tuple(train["masks"].shape[1:])
+    picker = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(steps), disable=not progress, desc="text prompt -> SAM decoder"):
+        idx = torch.randint(0, len(train["codes"]), (batch_size,), generator=picker)
+        prompts = code(train["codes"][idx]).view(batch_size, tokens, prompt_dim)  # (B, K, C)
+        logits = _decode(sam, train["sam"][idx], prompts, size)  # (B, H, W)
+        target = train["masks"][idx].float()
+        loss = 2.0 * bce_per_mask(logits, target).mean() + 0.5 * dice_per_mask(logits, target).mean()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)  # SAM's IoU head is unused; the encoder stays frozen
+        for param, grad in zip(params, grads):
+            param.grad = grad
+        optimizer.step()
+    meters = {"ciou": IoUMeter(), "attribute": IoUMeter(), "spatial": IoUMeter()}
+    with torch.no_grad():
+        for start in range(0, len(val["codes"]), 50):
+            chunk = slice(start, start + 50)
+            prompts = code(val["codes"][chunk]).view(-1, tokens, prompt_dim)
+            preds = _decode(sam, val["sam"][chunk], prompts, size) > 0
+            for pred, target, spatial in zip(preds.numpy(), val["masks"][chunk].numpy(), val["spatial"][chunk]):
+                meters["ciou"].update(pred, target)
+                meters["spatial" if spatial else "attribute"].update(pred, target)
+    return {name: meter.ciou for name, meter in meters.items()}

@@ -4,6 +4,7 @@ Runs the experiments of `anyref.diagnose` on the mini preset's frozen ingredient
 data/results/grounding_diagnosis.json. About 10 minutes on 2 CPU cores.
 
     python scripts/diagnose_grounding.py [--model data/models/anyref-mini] [--train 2000] [--search-steps 1000]
+        [--prompt-steps 600]
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from anyref.config import preset
 from anyref.data import split_samples
 from anyref.data.shapescenes import training_sample
 from anyref.diagnose import (attribute_probe, cell_code_ciou, cell_index, centre_features, frozen_features,
-                             oracle_prompt_ciou, search_accuracy, word_codes)
+                             oracle_prompt_ciou, search_accuracy, text_prompt_ciou, word_codes)
 from anyref.paths import RESULTS_DIR
 from anyref.provenance import commit, machine
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=200)
     parser.add_argument("--cell-steps", type=int, default=300)
     parser.add_argument("--search-steps", type=int, default=1000)
+    parser.add_argument("--prompt-steps", type=int, default=600)
     parser.add_argument("--out", default=str(RESULTS_DIR / "grounding_diagnosis.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -62,6 +64,8 @@ def main() -> None:
             features = s[key] if key == "tokens" else s[key].flatten(2).transpose(1, 2)  # (N, P, F)
             return {"features": features, "codes": s["codes"], "cells": s[cells], "spatial": s["spatial"]}
         result["perfect_text_search"][name] = search_accuracy(view(tr), view(va), steps=args.search_steps)
+    result["text_prompt_ciou_trained_decoder"] = {
+        "steps": args.prompt_steps, **text_prompt_ciou(model, tr, va, steps=args.prompt_steps)}
     result["attribute_probe_at_object_centres"] = {
         name: attribute_probe(*centre_features([s.scene for s in train[:600]], tr[key][:600]))
         for name, key in (("llm_image_tokens", "token_maps"), ("sam_embeddings", "sam"))}

@@ -5,7 +5,7 @@ import torch
 
 from anyref.data.shapescenes import vocabulary
 from anyref.diagnose import (attribute_probe, cell_code_ciou, cell_index, centre_features, frozen_features,
-                             oracle_prompt_ciou, search_accuracy, word_codes)
+                             oracle_prompt_ciou, search_accuracy, text_prompt_ciou, word_codes)
 
 
 def test_cell_index_finds_the_centroid_cell():
@@ -73,5 +73,10 @@ def test_diagnosis_runs_on_the_micro_model(micro_model, samples):
     assert all(torch.equal(a, b) for a, b in zip(before, micro_model.sam.mask_decoder.parameters()))  # stays frozen
     assert all((g is None and p.grad is None) or (g is not None and p.grad is not None and torch.equal(g, p.grad))
                for g, p in zip(grads, micro_model.sam.parameters()))  # and gets no stray gradients
+    sets.update(codes=word_codes(samples), spatial=torch.tensor([s.kind == "spatial" for s in samples]))
+    weights = [p.clone() for p in micro_model.sam.parameters()]
+    prompted = text_prompt_ciou(micro_model, sets, sets, steps=2, batch_size=2, progress=False)
+    assert set(prompted) == {"ciou", "attribute", "spatial"} and 0 <= prompted["ciou"] <= 1
+    assert all(torch.equal(a, b) for a, b in zip(weights, micro_model.sam.parameters()))  # trains a copy of SAM
     vectors, labels = centre_features([s.scene for s in samples], features["sam"])
     assert len(vectors) == len(labels["shape"]) == sum(len(s.scene.objects) for s in samples)
