@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data.shapescenes import ReferringSample, Scene, vocabulary
+from .data.shapescenes import ReferringSample, Scene, grid_cell, vocabulary
 from .losses import bce_per_mask, dice_per_mask
 from .metrics import IoUMeter
 from .sam import decode_masks, sam_inputs
@@ -33,8 +33,8 @@ def cell_index(mask: np.ndarray, *, grid: int) -> int:
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
         raise ValueError("cell_index needs a non-empty mask")
-    height, width = mask.shape
-    return min(int(rows.mean() * grid / height), grid - 1) * grid + min(int(cols.mean() * grid / width), grid - 1)
+    row, column = grid_cell(cols.mean(), rows.mean(), grid=grid, height=mask.shape[0], width=mask.shape[1])
+    return row * grid + column
 
 
 def word_codes(samples: list[ReferringSample], *, length: int = 12) -> torch.Tensor:
@@ -93,6 +93,34 @@ def oracle_prompt_ciou(model, samples: list[ReferringSample], sam_embeddings: to
     return scores
 
 
+def _fit_prompts(sam, prompts_of, params: list, inputs: torch.Tensor, embeddings: torch.Tensor, masks: torch.Tensor, *,
+                 steps: int, batch_size: int, lr: float, seed: int, progress: bool, desc: str) -> None:
+    """Train `params` (only them) so that SAM's decoder, given `prompts_of(inputs[i])` (B, K, C) over the frozen
+    `embeddings[i]`, draws `masks[i]` (BCE + Dice, as SAM-mini was trained)."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    size = tuple(masks.shape[1:])
+    picker = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(steps), disable=not progress, desc=desc):
+        idx = torch.randint(0, len(inputs), (batch_size,), generator=picker)
+        logits = _decode(sam, embeddings[idx], prompts_of(inputs[idx]), size)  # (B, H, W)
+        target = masks[idx].float()
+        loss = 2.0 * bce_per_mask(logits, target).mean() + 0.5 * dice_per_mask(logits, target).mean()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)  # SAM's IoU head is unused; the rest gets none
+        for param, grad in zip(params, grads):
+            param.grad = grad
+        optimizer.step()
+
+
+@torch.no_grad()
+def _predicted_masks(sam, prompts_of, inputs: torch.Tensor, embeddings: torch.Tensor, masks: torch.Tensor):
+    """(predicted (H, W) bool, target (H, W) bool) for each sample, decoded 50 at a time."""
+    size = tuple(masks.shape[1:])
+    for start in range(0, len(inputs), 50):
+        chunk = slice(start, start + 50)
+        preds = _decode(sam, embeddings[chunk], prompts_of(inputs[chunk]), size) > 0
+        yield from zip(preds.numpy(), masks[chunk].numpy())
+
+
 def cell_code_ciou(model, train: dict, val: dict, *, grid: int = 8, steps: int = 300, batch_size: int = 16,
                    lr: float = 1e-3, seed: int = 0, progress: bool = True) -> float:
     """Learn one prompt per grid cell (embedding -> ReLU -> linear, like gamma) through SAM's FROZEN decoder from
@@ -100,25 +128,15 @@ def cell_code_ciou(model, train: dict, val: dict, *, grid: int = 8, steps: int =
     torch.manual_seed(seed)
     prompt_dim = model.sam.prompt_encoder.embed_dim
     code = nn.Sequential(nn.Embedding(grid * grid, 128), nn.ReLU(), nn.Linear(128, prompt_dim))
-    optimizer = torch.optim.AdamW(code.parameters(), lr=lr, weight_decay=0.0)
-    size = tuple(train["masks"].shape[1:])
-    picker = torch.Generator().manual_seed(seed)
-    params = list(code.parameters())
-    for _ in tqdm(range(steps), disable=not progress, desc="cell code -> frozen SAM decoder"):
-        idx = torch.randint(0, len(train["cells"]), (batch_size,), generator=picker)
-        logits = _decode(model.sam, train["sam"][idx], code(train["cells"][idx])[:, None], size)  # (B, H, W)
-        target = train["masks"][idx].float()
-        loss = 2.0 * bce_per_mask(logits, target).mean() + 0.5 * dice_per_mask(logits, target).mean()
-        for param, grad in zip(params, torch.autograd.grad(loss, params)):  # gradients for the code only, not SAM
-            param.grad = grad
-        optimizer.step()
+
+    def prompts_of(cells):
+        return code(cells)[:, None]  # (B, 1, C)
+    _fit_prompts(model.sam, prompts_of, list(code.parameters()), train["cells"], train["sam"], train["masks"],
+                 steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                 desc="cell code -> frozen SAM decoder")
     meter = IoUMeter()
-    with torch.no_grad():
-        for start in range(0, len(val["cells"]), 50):
-            chunk = slice(start, start + 50)
-            preds = _decode(model.sam, val["sam"][chunk], code(val["cells"][chunk])[:, None], size) > 0
-            for pred, target in zip(preds.numpy(), val["masks"][chunk].numpy()):
-                meter.update(pred, target)
+    for pred, target in _predicted_masks(model.sam, prompts_of, val["cells"], val["sam"], val["masks"]):
+        meter.update(pred, target)
     return meter.ciou
 
 
@@ -176,14 +194,15 @@ def search_accuracy(train: dict, val: dict, *, steps: int = 1000, batch_size: in
 
 
 def centre_features(scenes: list[Scene], feature_maps: torch.Tensor) -> tuple[np.ndarray, dict]:
-    """Every object's feature vector at its centre, from maps (N, C, h, w), and its colour / shape / size labels."""
+    """Every object's feature vector at its centre, from square maps (N, C, g, g), and its colour / shape / size labels."""
     height, width = scenes[0].image.shape[:2]
-    grid_h, grid_w = feature_maps.shape[-2:]
+    grid = feature_maps.shape[-1]
+    if feature_maps.shape[-2] != grid:
+        raise ValueError(f"centre_features needs square feature maps, got {tuple(feature_maps.shape[-2:])}")
     vectors, labels = [], {"colour": [], "shape": [], "size": []}
     for scene, fmap in zip(scenes, feature_maps):
         for obj in scene.objects:
-            x, y = obj.centre
-            vectors.append(fmap[:, min(int(y * grid_h / height), grid_h - 1), min(int(x * grid_w / width), grid_w - 1)])
+            vectors.append(fmap[(slice(None), *grid_cell(*obj.centre, grid=grid, height=height, width=width))])
             for key in labels:
                 labels[key].append(getattr(obj, key))
     return torch.stack(vectors).numpy(), labels
@@ -212,27 +231,15 @@ def text_prompt_ciou(model, train: dict, val: dict, *, tokens: int = 2, steps: i
     sam = copy.deepcopy(model.sam)  # the model's own SAM keeps its weights
     prompt_dim = sam.prompt_encoder.embed_dim
     code = WordCode(length=train["codes"].shape[1], out=tokens * prompt_dim)
-    params = list(code.parameters()) + list(sam.mask_decoder.parameters())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    size = tuple(train["masks"].shape[1:])
-    picker = torch.Generator().manual_seed(seed)
-    for _ in tqdm(range(steps), disable=not progress, desc="text prompt -> SAM decoder"):
-        idx = torch.randint(0, len(train["codes"]), (batch_size,), generator=picker)
-        prompts = code(train["codes"][idx]).view(batch_size, tokens, prompt_dim)  # (B, K, C)
-        logits = _decode(sam, train["sam"][idx], prompts, size)  # (B, H, W)
-        target = train["masks"][idx].float()
-        loss = 2.0 * bce_per_mask(logits, target).mean() + 0.5 * dice_per_mask(logits, target).mean()
-        grads = torch.autograd.grad(loss, params, allow_unused=True)  # SAM's IoU head is unused; the encoder stays frozen
-        for param, grad in zip(params, grads):
-            param.grad = grad
-        optimizer.step()
+
+    def prompts_of(codes):
+        return code(codes).view(len(codes), tokens, prompt_dim)  # (B, K, C)
+    _fit_prompts(sam, prompts_of, list(code.parameters()) + list(sam.mask_decoder.parameters()), train["codes"],
+                 train["sam"], train["masks"], steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                 desc="text prompt -> SAM decoder")
     meters = {"ciou": IoUMeter(), "attribute": IoUMeter(), "spatial": IoUMeter()}
-    with torch.no_grad():
-        for start in range(0, len(val["codes"]), 50):
-            chunk = slice(start, start + 50)
-            prompts = code(val["codes"][chunk]).view(-1, tokens, prompt_dim)
-            preds = _decode(sam, val["sam"][chunk], prompts, size) > 0
-            for pred, target, spatial in zip(preds.numpy(), val["masks"][chunk].numpy(), val["spatial"][chunk]):
-                meters["ciou"].update(pred, target)
-                meters["spatial" if spatial else "attribute"].update(pred, target)
+    pairs = _predicted_masks(sam, prompts_of, val["codes"], val["sam"], val["masks"])
+    for (pred, target), spatial in zip(pairs, val["spatial"]):
+        meters["ciou"].update(pred, target)
+        meters["spatial" if spatial else "attribute"].update(pred, target)
     return {name: meter.ciou for name, meter in meters.items()}

@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from anyref import AnyRefModel
 from anyref.batching import collate
 from anyref.data import make_scene, split_samples
+from anyref.data.shapescenes import grid_cell
 from anyref.paths import MIXTURE_MODEL_DIR, RESULTS_DIR
 from anyref.provenance import commit
 
@@ -44,9 +45,9 @@ def image_token_probe(model, *, scenes: int = 60) -> dict:
             tokens.append(row)
             cells += [(k % side, k // side) for k in range(len(row))]
             for obj in scene.objects:
-                cx, cy = obj.centre
-                step = scene.image.shape[0] / side
-                centre_tokens.append(row[int(min(side - 1, cy // step)) * side + int(min(side - 1, cx // step))])
+                cell_row, cell_column = grid_cell(*obj.centre, grid=side, height=scene.image.shape[0],
+                                                  width=scene.image.shape[1])
+                centre_tokens.append(row[cell_row * side + cell_column])
                 colours.append(obj.colour)
     X, cells = np.concatenate(tokens), np.array(cells, dtype=float)  # (S*P, D), (S*P, 2)
     split = int(0.7 * len(X))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .shapescenes import Scene, SceneObject, referring_expressions
+from .shapescenes import Scene, SceneObject, grid_cell, referring_expressions
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six")
 ROWS, COLUMNS = ("top", "middle", "bottom"), ("left", "centre", "right")
@@ -26,8 +26,7 @@ def scene_caption(scene: Scene) -> str:
 
 def position_words(obj: SceneObject, image_size: int) -> str:
     """Where an object's centre lies on a 3 x 3 grid: "top left", "middle centre", ..."""
-    column = min(2, int(3 * obj.centre[0] / image_size))
-    row = min(2, int(3 * obj.centre[1] / image_size))
+    row, column = grid_cell(*obj.centre, grid=3, height=image_size, width=image_size)
     return f"{ROWS[row]} {COLUMNS[column]}"
 
 

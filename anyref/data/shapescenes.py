@@ -124,6 +124,11 @@ class ReferringSample:
         return self.scene.masks[list(self.targets)].any(axis=0)  # (H, W) bool
 
 
+def grid_cell(x: float, y: float, *, grid: int, height: float, width: float) -> tuple[int, int]:
+    """(row, column) of the cell holding pixel point (x, y) when a height x width image is cut into grid x grid."""
+    return min(int(y * grid / height), grid - 1), min(int(x * grid / width), grid - 1)
+
+
 def _check_image_size(image_size: int) -> None:
     """Raise ValueError unless image_size is an int within the supported range."""
     is_int = isinstance(image_size, (int, np.integer))

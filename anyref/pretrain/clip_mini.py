@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..config import VisionConfig
 from ..data import COLOURS, SHAPES, make_scene, object_crop
+from ..data.shapescenes import grid_cell
 from ..data.language import crop_caption, scene_caption
 from ..errors import AnyRefCheckpointError
 from ..tokens import build_word_tokenizer
@@ -95,11 +96,14 @@ def text_inputs(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor
     return padded, (padded != tokenizer.pad_token_id).long()
 
 
+def clip_inputs(clip, images) -> torch.Tensor:
+    """uint8 images (N, H, W, 3), array or tensor -> CLIP-normalised pixels (N, 3, S, S) on the model's device."""
+    return clip_pixels(torch.as_tensor(np.asarray(images)), size=clip.config.vision_config.image_size).to(clip.device)
+
+
 def encode_images(clip, images) -> torch.Tensor:
     """uint8 images (N, H, W, 3), array or tensor -> L2-normalised image embeddings (N, D)."""
-    images = torch.as_tensor(np.asarray(images))
-    pixels = clip_pixels(images, size=clip.config.vision_config.image_size).to(clip.device)
-    return F.normalize(clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+    return F.normalize(clip.get_image_features(pixel_values=clip_inputs(clip, images)).pooler_output, dim=-1)
 
 
 def encode_texts(clip, tokenizer, texts: list[str]) -> torch.Tensor:
@@ -135,15 +139,14 @@ def patch_labels(scene, *, grid: int, min_coverage: float) -> np.ndarray:
     coverage = masks.reshape(n, grid, height // grid, grid, width // grid).mean(axis=(2, 4)).reshape(n, -1)  # (N, P)
     labels = np.where(coverage.max(0) >= min_coverage, coverage.argmax(0), -1)  # (P,)
     for index, obj in enumerate(scene.objects):
-        x, y = obj.centre
-        labels[min(int(y * grid / height), grid - 1) * grid + min(int(x * grid / width), grid - 1)] = index
+        row, column = grid_cell(*obj.centre, grid=grid, height=height, width=width)
+        labels[row * grid + column] = index
     return labels
 
 
 def patch_embeddings(clip, images) -> torch.Tensor:
     """uint8 images (N, H, W, 3) -> every patch token through CLIP's final norm and projection, L2-normalised (N, P, D)."""
-    pixels = clip_pixels(torch.as_tensor(np.asarray(images)), size=clip.config.vision_config.image_size).to(clip.device)
-    tokens = clip.vision_model(pixel_values=pixels).last_hidden_state[:, 1:]  # (N, P, C)
+    tokens = clip.vision_model(pixel_values=clip_inputs(clip, images)).last_hidden_state[:, 1:]  # (N, P, C)
     return F.normalize(clip.visual_projection(clip.vision_model.post_layernorm(tokens)), dim=-1)
 
 
