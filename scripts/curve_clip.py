@@ -1,0 +1,70 @@
+"""Learning curve of CLIP-mini: zero-shot crop top-1 and the scene centre-patch probe every few hundred steps.
+
+Answers "is CLIP-mini short of steps, or of something else?" with the shipped recipe run longer. Writes
+data/results/attempts/clip_curve.json. Resumable: checkpoints go to --run-dir.
+
+    python scripts/curve_clip.py [--steps 3000] [--every 500] [--run-dir build/clip-curve] [--resume] [--out PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+
+from anyref.paths import RESULTS_DIR
+from anyref.pretrain import clip_mini
+from anyref.provenance import commit, machine
+from anyref.tokens import build_word_tokenizer
+from experiment_clip_patch8 import centre_probe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--every", type=int, default=500)
+    parser.add_argument("--lr", type=float, default=clip_mini.CLIPPretrainConfig.lr)
+    parser.add_argument("--run-dir", default="build/clip-curve")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS_DIR / "attempts" / "clip_curve.json"))
+    args = parser.parse_args()
+    settings = clip_mini.CLIPPretrainConfig(steps=args.steps, lr=args.lr)
+    tokenizer = build_word_tokenizer()
+    report = {"experiment": "CLIP-mini, shipped recipe run longer: zero-shot crops and centre-patch probe vs steps",
+              "commit": commit(), "machine": machine(), "settings": vars(settings), "curve": []}
+    if args.resume and os.path.exists(args.out):
+        report["curve"] = json.load(open(args.out))["curve"]
+    eval_s = [sum(point.get("eval_s", 0.0) for point in report["curve"])]
+
+    def evaluate(step, result):
+        if step % args.every and step != args.steps:
+            return
+        began = time.time()
+        clip.eval()
+        with torch.no_grad():
+            point = {"step": step, "train_wall_s": round(result.wall_s - eval_s[0], 1),
+                     "loss_mean_last50": sum(result.losses[-50:]) / len(result.losses[-50:]),
+                     "zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer, num_scenes=60),
+                     "centre_probe": centre_probe(clip, scenes=150)}
+        clip.train()
+        point["eval_s"] = round(time.time() - began, 1)
+        eval_s[0] += point["eval_s"]
+        report["curve"].append(point)
+        print(json.dumps(point), flush=True)
+        with open(args.out, "w") as handle:
+            json.dump(report, handle, indent=2)
+
+    config = clip_mini.CLIPMiniConfig()
+    torch.manual_seed(settings.seed)  # as pretrain_clip seeds a CLIP it builds itself
+    clip = clip_mini.build_clip(config, tokenizer)
+    started = time.time()
+    clip_mini.pretrain_clip(config, settings, callback=evaluate, run_dir=args.run_dir, resume=args.resume, clip=clip)
+    report["total_wall_s"] = round(time.time() - started, 1)
+    with open(args.out, "w") as handle:
+        json.dump(report, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
