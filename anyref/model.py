@@ -41,6 +41,16 @@ def build_audio(config: AudioConfig) -> AudioEncoder:
 
 
 @dataclass
+class EncodedImage:
+    """One image through the frozen encoders, reused by several prompts about it (few-shot passes)."""
+
+    images: torch.Tensor  # (1, H, W, 3) uint8 on the model's device
+    features: torch.Tensor  # (1, P, C) CLIP patch features
+    tokens: torch.Tensor  # (1, P, D) projected image tokens
+    sam: tuple[torch.Tensor, tuple[int, int]] | None = None  # SAM image embeddings (1, C', h, w), resized size
+
+
+@dataclass
 class Batch:
     """Teacher-forced inputs: ids/labels (B, T), uint8 images (B, H, W, 3), target masks per sample or None."""
 
@@ -214,14 +224,21 @@ class AnyRefModel(nn.Module):
         weights = refocus_weights(rows, queries)
         return refocus(hidden, weights, queries, weight=self.config.refocus_weight), weights
 
-    def masks_for(self, images: torch.Tensor, embeddings: torch.Tensor, queries: list[ObjQuery]) -> torch.Tensor:
-        """gamma(embedding) as SAM's sparse prompt on each query's image (Eq. 1): mask logits (N, H, W)."""
+    def sam_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """uint8 (B, H, W, 3) -> SAM image embeddings (B, C, h, w) and the size the images were resized to."""
+        pixels, resized = sam_inputs(self.sam, images)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.trainable.sam_encoder):
+            return self.sam.image_encoder(pixels), resized
+
+    def masks_for(self, images: torch.Tensor, embeddings: torch.Tensor, queries: list[ObjQuery], *,
+                  encoded: tuple[torch.Tensor, tuple[int, int]] | None = None) -> torch.Tensor:
+        """gamma(embedding) as SAM's sparse prompt on each query's image (Eq. 1): mask logits (N, H, W).
+
+        `encoded` is `sam_embeddings` of the queried images, when the caller has it already.
+        """
         prompts = self.obj_mlp(embeddings)  # (N, C)
         needed = sorted({q.batch for q in queries})
-        frozen = not self.config.trainable.sam_encoder
-        pixels, resized = sam_inputs(self.sam, images[needed])
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            image_embeddings = self.sam.image_encoder(pixels)  # (B', C, h, w)
+        image_embeddings, resized = encoded or self.sam_embeddings(images[needed])  # (B', C, h, w)
         slot = {b: i for i, b in enumerate(needed)}
         image_index = torch.tensor([slot[q.batch] for q in queries], device=image_embeddings.device)
         low_res = decode_masks(self.sam, image_embeddings, image_index, prompts)  # (N, 1, h', w')
@@ -283,19 +300,26 @@ class AnyRefModel(nn.Module):
 
     # ---- inference -------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, image: torch.Tensor, question: str, *, references=(), max_new_tokens: int | None = None,
-                 logits_processor=None) -> Generation:
+    def encode_image(self, image: torch.Tensor) -> EncodedImage:
+        """One uint8 image (H, W, 3) through CLIP and the projector; SAM's encoder runs when a mask is first needed."""
+        images = image[None].to(self.device)
+        return EncodedImage(images, *self.image_features(images))
+
+    @torch.no_grad()
+    def generate(self, image: torch.Tensor | EncodedImage, question: str, *, references=(),
+                 max_new_tokens: int | None = None, logits_processor=None) -> Generation:
         """Greedy decoding with the KV cache for one uint8 image (H, W, 3); one mask per generated `<obj>`.
 
         `references` fill the question's `<img.ref></img.ref>` / `<aud.ref></aud.ref>` spans in order.
         `logits_processor(step, logits)` may rewrite each step's (1, V) logits (constrained or scripted decoding).
+        `image` may be `encode_image`'s result, so that several questions about one image encode it once.
         """
         max_new = max_new_tokens or self.config.max_new_tokens
         ids, _ = encode(self.tokenizer, question, None, max_tokens=self.config.max_text_tokens)
         references = tuple(references)
         check_references(ids, references)
-        images = image[None].to(self.device)
-        features, image_tokens = self.image_features(images)
+        encoded = image if isinstance(image, EncodedImage) else self.encode_image(image)
+        images, features, image_tokens = encoded.images, encoded.features, encoded.tokens
         spliced = self.reference_tokens(images, features, [references]) if references else None
         embeds, _, _ = self.splice(torch.tensor([ids], device=self.device), image_tokens, spliced)  # (1, L0, D)
         prompt_length = embeds.shape[1]
@@ -323,11 +347,12 @@ class AnyRefModel(nn.Module):
         queries = [ObjQuery(batch=0, query=prompt_length - 1 + k, start=prompt_length - 1)
                    for k, tok in enumerate(generated) if tok == self.ids.obj]
         embeddings = hidden.new_zeros((0, hidden.shape[-1]))
-        mask_logits = hidden.new_zeros((0, *image.shape[:2]))
+        mask_logits = hidden.new_zeros((0, *images.shape[1:3]))
         weights = hidden.new_zeros((0, hidden.shape[1]))
         if queries:
             embeddings, weights = self.obj_embeddings(hidden, qk, queries)
-            mask_logits = self.masks_for(images, embeddings, queries)
+            encoded.sam = encoded.sam or self.sam_embeddings(images)
+            mask_logits = self.masks_for(images, embeddings, queries, encoded=encoded.sam)
         answer = [t for t in generated if t != self.ids.eos]
         text = self.tokenizer.decode(answer, skip_special_tokens=False)
         return Generation(text=text, token_ids=answer, mask_logits=mask_logits, obj_embeddings=embeddings,

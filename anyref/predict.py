@@ -96,7 +96,8 @@ def predict(model, image, text: str | None = None, *, box=None, examples=None, a
     model.eval()
     slots = text.count(IMG_REF_START) + text.count(AUD_REF_START)
     if slots == 1 and len(references) > 1 and all(isinstance(r, Example) for r in references):
-        runs = [model.generate(image, text, references=[r], max_new_tokens=max_new_tokens) for r in references]
+        encoded = model.encode_image(image)  # the query image, encoded once for every pass
+        runs = [model.generate(encoded, text, references=[r], max_new_tokens=max_new_tokens) for r in references]
         grounded = [r for r in runs if len(r.mask_logits)]
         size = tuple(image.shape[:2])
         if not grounded:

@@ -1,4 +1,5 @@
 """Tests for the ImageBind-style audio encoder, its preprocessing, crops and the audio-image binding run."""
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -181,9 +182,10 @@ def test_load_imagebind_audio_takes_audio_keys_of_a_full_state_dict(tmp_path, cl
 
 def test_save_and_load_round_trip(tmp_path, clips):
     encoder = micro_encoder(seed=3)
-    save_audio_encoder(encoder, tmp_path / "audio")
+    save_audio_encoder(encoder, tmp_path / "audio", metrics={"retrieval_top1": 0.5})
     loaded = load_audio_encoder(tmp_path / "audio")
     assert loaded.config == encoder.config
+    assert json.loads((tmp_path / "audio" / "metrics.json").read_text()) == {"retrieval_top1": 0.5}
     with torch.no_grad():
         assert torch.equal(loaded(clips), encoder(clips))
     with pytest.raises(AnyRefCheckpointError, match="overwrite"):

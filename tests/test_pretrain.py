@@ -51,6 +51,10 @@ def test_clip_pretraining_is_seeded_and_learns(tmp_path):
     clip, tokenizer, first = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False)
     _, _, second = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False)
     assert first.losses == second.losses
+    torch.manual_seed(settings.seed)
+    given = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
+    trained, _, third = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False, clip=given)
+    assert trained is given and third.losses == first.losses  # a CLIP built by the caller trains the same way
     assert np.mean(first.losses[-3:]) < np.mean(first.losses[:3])
     emb = clip_mini.encode_texts(clip, tokenizer, ["a red circle", "a small blue star"])
     assert emb.shape == (2, 16) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)

@@ -122,9 +122,15 @@ def test_few_shot_with_identical_examples_equals_one_shot(micro_model, scene, fo
             return micro_model.generate(*args, logits_processor=force, **kwargs)
 
     one = predict(Forced(), scene.image, examples=[crop])
-    few = predict(Forced(), scene.image, examples=[crop, crop])
+    sam_calls = []
+    hook = micro_model.sam.image_encoder.register_forward_hook(lambda *_: sam_calls.append(1))
+    try:
+        few = predict(Forced(), scene.image, examples=[crop, crop])
+    finally:
+        hook.remove()
     assert one.masks.shape == few.masks.shape == (1, 64, 64)
     assert np.abs(one.mask_logits - few.mask_logits).max() < 1e-3
+    assert len(sam_calls) == 1  # two grounded passes, one SAM encoding of the query image
 
 
 @pytest.mark.parametrize("box, message", [((70, 0, 90, 20), "outside"), ((-1, 0, 20, 20), "outside"),

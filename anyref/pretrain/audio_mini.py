@@ -7,6 +7,7 @@ that shape; the image side is any frozen `image_embed_fn(crops_uint8 (N, S, S, 3
 from __future__ import annotations
 
 import dataclasses
+import json
 from itertools import product
 from pathlib import Path
 
@@ -131,10 +132,13 @@ def audio_retrieval_top1(encoder: AudioEncoder, image_embed_fn, *, num: int = 60
     return float((torch.cat(predictions) == labels).float().mean())
 
 
-def save_audio_encoder(encoder: AudioEncoder, folder: str | Path, *, overwrite: bool = False) -> Path:
-    """Write config.json + model.safetensors (refusing to replace an existing folder unless overwrite=True)."""
+def save_audio_encoder(encoder: AudioEncoder, folder: str | Path, *, metrics: dict | None = None,
+                       overwrite: bool = False) -> Path:
+    """Write config.json + model.safetensors + metrics.json (refusing to replace a folder unless overwrite=True)."""
     config = dataclasses.replace(encoder.config, checkpoint=None)  # the weights are in the folder now
-    return save_ingredient(encoder, dataclasses.asdict(config), folder, overwrite=overwrite)
+    folder = save_ingredient(encoder, dataclasses.asdict(config), folder, overwrite=overwrite)
+    (folder / "metrics.json").write_text(json.dumps(metrics or {}, indent=2) + "\n")
+    return folder
 
 
 def load_audio_encoder(folder: str | Path) -> AudioEncoder:

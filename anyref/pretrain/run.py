@@ -73,9 +73,9 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
         clip, _ = clip_mini.load_clip_mini(clip_folder)
         embed = crop_embedder(clip)
         encoder = audio_mini.AudioEncoder(audio_mini.AudioConfig(out_dim=clip.config.projection_dim))
-        history = audio_mini.train_audio_binding(encoder, embed, steps=steps or AUDIO_STEPS, batch_size=32, lr=2e-3, seed=0,
-                                                 progress=progress, **checkpoints)
-        metrics = {"retrieval_top1": audio_mini.audio_retrieval_top1(encoder, embed), "steps": steps or AUDIO_STEPS,
-                   "wall_s": history.get("wall_s")}
-        audio_mini.save_audio_encoder(encoder, out, overwrite=overwrite)
+        recipe = {"steps": steps or AUDIO_STEPS, "batch_size": 32, "lr": 2e-3}
+        history = audio_mini.train_audio_binding(encoder, embed, **recipe, seed=0, progress=progress, **checkpoints)
+        metrics = {"retrieval_top1": audio_mini.audio_retrieval_top1(encoder, embed), **recipe,
+                   "wall_s": round(history["wall_s"], 1)}
+        audio_mini.save_audio_encoder(encoder, out, metrics=metrics, overwrite=overwrite)
     return metrics
