@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -35,22 +36,21 @@ def main() -> None:
     report = {"experiment": "CLIP-mini, shipped recipe run longer: zero-shot crops and centre-patch probe vs steps",
               "commit": commit(), "machine": machine(), "settings": vars(settings), "curve": []}
     if args.resume and os.path.exists(args.out):
-        report["curve"] = json.load(open(args.out))["curve"]
-    eval_s = [sum(point.get("eval_s", 0.0) for point in report["curve"])]
+        report["curve"] = json.loads(Path(args.out).read_text())["curve"]
 
     def evaluate(step, result):
         if step % args.every and step != args.steps:
             return
         began = time.time()
+        evaluating_s = sum(point.get("eval_s", 0.0) for point in report["curve"])  # inside the loop's wall time
         clip.eval()
         with torch.no_grad():
-            point = {"step": step, "train_wall_s": round(result.wall_s - eval_s[0], 1),
+            point = {"step": step, "train_wall_s": round(result.wall_s - evaluating_s, 1),
                      "loss_mean_last50": sum(result.losses[-50:]) / len(result.losses[-50:]),
                      "zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer, num_scenes=60),
                      "centre_probe": centre_probe(clip, scenes=150)}
         clip.train()
         point["eval_s"] = round(time.time() - began, 1)
-        eval_s[0] += point["eval_s"]
         report["curve"].append(point)
         print(json.dumps(point), flush=True)
         with open(args.out, "w") as handle:

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from anyref.config import VisionConfig
+from anyref.diagnose import centre_features
 from anyref.data import SHAPES, make_scene
-from anyref.data.shapescenes import grid_cell
 from anyref.paths import RESULTS_DIR
 from anyref.pretrain.clip_mini import patch_labels
 from anyref.provenance import commit, machine
@@ -43,16 +43,13 @@ def shape_batch(rng: np.random.Generator, count: int, *, grid: int):
 @torch.no_grad()
 def centre_accuracy(tower, head, *, grid: int, scenes: int = 200) -> float:
     """Share of held-out objects whose centre patch the head labels with the right shape."""
-    rng, correct, total = np.random.default_rng([9, 9]), 0, 0
+    rng, hits = np.random.default_rng([9, 9]), []
     for _ in range(scenes // 40):
         drawn, pixels, _ = shape_batch(rng, 40, grid=grid)
-        predicted = head(tower(pixel_values=pixels).last_hidden_state[:, 1:]).argmax(-1)  # (B, P)
-        for b, scene in enumerate(drawn):
-            for obj in scene.objects:
-                row, column = grid_cell(*obj.centre, grid=grid, height=128, width=128)
-                correct += int(predicted[b, row * grid + column] == SHAPES.index(obj.shape))
-                total += 1
-    return correct / total
+        logits = head(tower(pixel_values=pixels).last_hidden_state[:, 1:])  # (B, P, 6)
+        at_centres, labels = centre_features(drawn, logits.transpose(1, 2).reshape(len(drawn), -1, grid, grid))
+        hits += [SHAPES[k] == shape for k, shape in zip(at_centres.argmax(1), labels["shape"])]
+    return float(np.mean(hits))
 
 
 def main() -> None:
