@@ -94,7 +94,8 @@ def _pretrain(args) -> None:
     from .pretrain.run import pretrain
 
     metrics = pretrain(args.ingredient, steps=args.steps, out=args.out, overwrite=args.overwrite,
-                       clip_folder=args.clip, run_dir=args.run_dir, resume=args.resume, device=args.device)
+                       clip_folder=args.clip, run_dir=args.run_dir, resume=args.resume, device=args.device,
+                       region_steps=args.region_steps)
     print(json.dumps(metrics, indent=2))
 
 
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--overwrite", action="store_true", help="replace existing weights in --out")
     pre.add_argument("--run-dir", default=None, help="keep checkpoints here (every 100 steps) so a run can resume")
     pre.add_argument("--resume", action="store_true", help="continue from the checkpoint in --run-dir")
+    pre.add_argument("--region-steps", type=int, default=None,
+                     help="CLIP-mini's second stage: steps of pairs + region term (default: the shipped recipe)")
     pre.add_argument("--device", default="cpu", help="where CLIP-mini trains (e.g. cuda); the others train on the CPU")
     pre.set_defaults(run=_pretrain)
 

@@ -1,9 +1,11 @@
 """Learning curve of CLIP-mini: zero-shot crop top-1 and the scene centre-patch probe every few hundred steps.
 
-Answers "is CLIP-mini short of steps, or of something else?" with the shipped recipe run longer. Writes
-data/results/attempts/clip_curve.json. Resumable: checkpoints go to --run-dir.
+Answers "is CLIP-mini short of steps, or of something else?" with the shipped recipe run longer, and follows the
+second (region) stage with --region-steps. Writes data/results/attempts/clip_curve.json. Resumable: checkpoints go
+to --run-dir (a finished pair stage there is reused, so a region stage can start from the 3000-step run).
 
-    python scripts/curve_clip.py [--steps 3000] [--every 500] [--run-dir build/clip-curve] [--resume] [--out PATH]
+    python scripts/curve_clip.py [--steps 3000] [--region-steps 0] [--every 500] [--run-dir build/clip-curve]
+        [--resume] [--out PATH]
 """
 from __future__ import annotations
 
@@ -25,21 +27,23 @@ from experiment_clip_patch8 import centre_probe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--region-steps", type=int, default=0)
     parser.add_argument("--every", type=int, default=500)
     parser.add_argument("--lr", type=float, default=clip_mini.CLIPPretrainConfig.lr)
     parser.add_argument("--run-dir", default="build/clip-curve")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", default=str(RESULTS_DIR / "attempts" / "clip_curve.json"))
     args = parser.parse_args()
-    settings = clip_mini.CLIPPretrainConfig(steps=args.steps, lr=args.lr)
+    settings = clip_mini.CLIPPretrainConfig(steps=args.steps, lr=args.lr, region_steps=args.region_steps)
     tokenizer = build_word_tokenizer()
-    report = {"experiment": "CLIP-mini, shipped recipe run longer: zero-shot crops and centre-patch probe vs steps",
+    report = {"experiment": "CLIP-mini, shipped recipe run longer: zero-shot crops and centre-patch probe vs steps"
+                            + (f", then {args.region_steps} steps with the region term" if args.region_steps else ""),
               "commit": commit(), "machine": machine(), "settings": vars(settings), "curve": []}
     if args.resume and os.path.exists(args.out):
         report["curve"] = json.loads(Path(args.out).read_text())["curve"]
 
     def evaluate(step, result):
-        if step % args.every and step != args.steps:
+        if step % args.every and step != args.steps + args.region_steps:
             return
         began = time.time()
         evaluating_s = sum(point.get("eval_s", 0.0) for point in report["curve"])  # inside the loop's wall time

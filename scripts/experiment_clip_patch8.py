@@ -5,11 +5,11 @@ and size, for the shipped CLIP-mini (16 px patches) and for one pretrained here 
 zero-shot crop accuracy. Writes data/results/attempts/clip_patch8_probe.json. About 20 minutes on 2 CPU cores.
 
     python scripts/experiment_clip_patch8.py [--steps 300] [--crop-fraction 0.5] [--patch-size 8]
-        [--shape-only 0.0] [--region-scenes 0] [--out PATH]
+        [--shape-only 0.0] [--region-steps 0] [--out PATH]
 
 --shape-only F captions a fraction F of the crops by their shape alone ("a circle"), so that colour cannot tell
-those pairs apart and the contrastive loss must use shape. --region-scenes N adds the region-level term (patch tokens
-of N whole scenes per step learn their objects' captions; off in the shipped recipe, which it did not improve).
+those pairs apart and the contrastive loss must use shape. --region-steps N adds CLIP-mini's second stage: N steps
+with the region-level term (patch tokens of whole scenes learn their objects' captions from the concept pool).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--crop-fraction", type=float, default=0.5)
     parser.add_argument("--patch-size", type=int, default=8)
     parser.add_argument("--shape-only", type=float, default=0.0)
-    parser.add_argument("--region-scenes", type=int, default=0)
+    parser.add_argument("--region-steps", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS_DIR / "attempts" / "clip_patch8_probe.json"))
     args = parser.parse_args()
     if args.shape_only:
@@ -58,16 +58,16 @@ def main() -> None:
     shipped, _ = clip_mini.load_clip_mini()
     report = {"experiment": f"CLIP-mini patch tokens at object centres: shipped vs {args.patch_size} px patches"
                             + (f", {args.shape_only:.0%} shape-only crop captions" if args.shape_only else "")
-                            + (f", region term over {args.region_scenes} scenes" if args.region_scenes else ""),
+                            + (f", then {args.region_steps} steps with the region term" if args.region_steps else ""),
               "commit": commit(), "machine": machine(), "shipped_patch16": {"probe": centre_probe(shipped)}}
     started = time.time()
     clip, tokenizer, _ = clip_mini.pretrain_clip(clip_mini.CLIPMiniConfig(vision=VisionConfig(patch_size=args.patch_size)),
                                                  clip_mini.CLIPPretrainConfig(steps=args.steps,
                                                                               crop_fraction=args.crop_fraction,
-                                                                              region_scenes=args.region_scenes))
+                                                                              region_steps=args.region_steps))
     report[f"patch{args.patch_size}"] = {
         "steps": args.steps, "crop_fraction": args.crop_fraction, "shape_only_captions": args.shape_only,
-        "region_scenes": args.region_scenes,
+        "region_steps": args.region_steps,
         "train_wall_s": round(time.time() - started, 1), "probe": centre_probe(clip),
         "zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer)}
     with open(args.out, "w") as handle:

@@ -1,4 +1,6 @@
 """The ingredient pretraining code at micro size (seconds), and the shipped miniature ingredients."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -80,6 +82,25 @@ def test_region_term_pairs_patch_tokens_with_the_object_under_them():
     assert torch.isfinite(loss) and clip.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
 
 
+def test_clip_region_stage_follows_the_pair_stage_and_resumes(tmp_path):
+    settings = clip_mini.CLIPPretrainConfig(steps=3, batch_size=8, warmup_steps=1, region_steps=3, region_pairs=6,
+                                            region_scenes=2)
+    seen = []
+    _, _, whole = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False, run_dir=tmp_path / "run",
+                                          callback=lambda step, result: seen.append((step, len(result.losses))))
+    assert seen == [(k, k) for k in range(1, 7)] and whole.steps == 6 and len(whole.losses) == 6
+    assert (tmp_path / "run" / clip_mini.REGION_DIR).is_dir()
+    _, _, first = clip_mini.pretrain_clip(MICRO_CLIP, replace(settings, region_steps=0), progress=False)
+    assert first.losses == whole.losses[:3]  # stage 1 is the pair recipe unchanged
+    longer = replace(settings, region_steps=5)  # a longer stage 2 is a new schedule: only stage 1 carries over
+    with pytest.raises(AnyRefCheckpointError, match="other settings"):
+        clip_mini.pretrain_clip(MICRO_CLIP, longer, progress=False, run_dir=tmp_path / "run", resume=True)
+    _, _, resumed = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False, run_dir=tmp_path / "run",
+                                            resume=True)
+    assert resumed.losses == whole.losses
+    assert clip_mini.concept_pool()[0] == "a small red circle" and len(clip_mini.concept_pool()) == 72
+
+
 def test_llava_stages_run_on_a_clip_folder(tmp_path):
     clip = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
     folder = clip_mini.save_clip_mini(clip, tmp_path / "clip")
@@ -144,3 +165,16 @@ def test_pretraining_refuses_a_gpu_it_does_not_have(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(AnyRefConfigError, match="no CUDA GPU"):
             pretrain("clip", steps=1, out=tmp_path / "clip", device="cuda")
+
+
+def test_llava_command_records_its_settings_and_losses(tmp_path, monkeypatch):
+    import json
+
+    from anyref.pretrain.run import pretrain
+
+    monkeypatch.setattr(llava_mini, "answer_accuracy", lambda model: {"overall": 0.25})  # scoring is tested above
+    pretrain("llava", steps=2, out=tmp_path / "llava", progress=False)
+    metrics = json.loads((tmp_path / "llava" / "metrics.json").read_text())
+    assert metrics["answer_accuracy"] == {"overall": 0.25} and metrics["settings"]["instruct_steps"] == 2
+    assert set(metrics["final_loss_mean_last50"]) == {"lm", "align", "instruct"}
+    assert all(np.isfinite(v) for v in metrics["final_loss_mean_last50"].values())

@@ -4,10 +4,11 @@ CLIP (Radford et al., 2021) aligns images and captions with a symmetric InfoNCE 
 are object crops ("a small red circle") and whole scenes ("a red circle , a blue star and ..."). LLaVA-mini and
 AnyRef-mini then use the frozen vision tower, exactly as the paper uses CLIP ViT-L/14.
 
-A second, region-level term (in the spirit of RegionCLIP, Zhong et al., 2022) pairs each patch token of a whole
-128 px scene with the caption of the object covering it. ViT-L/14 learned to see small objects from 400M pairs;
-CLIP-mini has minutes, and without this term its scene patch tokens carry colour but not shape (the grounding
-diagnosis in the README), while AnyRef must find objects one or two patches wide.
+An optional second stage adds a region-level term in the spirit of RegionCLIP (Zhong et al., 2022): each patch token
+of a whole 128 px scene is classified among the concept pool "a {size} {colour} {shape}" by its caption embedding,
+the caption being that of the object covering the patch. ViT-L/14 learned to see small objects from 400M pairs;
+CLIP-mini has minutes, and after the pair stage alone its scene patch tokens carry colour but not shape (the
+grounding diagnosis in the README), while AnyRef must find objects one or two patches wide.
 """
 from __future__ import annotations
 
@@ -20,16 +21,17 @@ import torch
 import torch.nn.functional as F
 
 from ..config import VisionConfig
-from ..data import COLOURS, SHAPES, make_scene, object_crop
+from ..data import COLOURS, SHAPES, SIZES, make_scene, object_crop
 from ..data.shapescenes import grid_cell
 from ..data.language import crop_caption, scene_caption
 from ..errors import AnyRefCheckpointError
 from ..tokens import build_word_tokenizer
 from ..vision import clip_pixels
-from .loop import run_loop, scene_rng
+from .loop import LoopResult, run_loop, scene_rng
 from .store import fresh_folder, ingredient_dir
 
-TRAIN_STREAM, HELDOUT_STREAM = 11, 12
+TRAIN_STREAM, HELDOUT_STREAM, REGION_STREAM = 11, 12, 13
+REGION_DIR = "region"  # stage 2's checkpoints, inside the run folder
 CROP_SIZE = 64  # object crops (and downsized scenes) are cut at this size, then resized to the tower's input
 
 
@@ -57,13 +59,16 @@ class CLIPMiniConfig:
 class CLIPPretrainConfig:
     """Hyper-parameters of CLIP-mini pretraining."""
 
-    steps: int = 3000  # zero-shot crops: 0.65 at 500 steps, 0.98 at 2000 (scripts/curve_clip.py)
+    steps: int = 3000  # stage 1, pairs; zero-shot crops: 0.65 at 500 steps, 0.98 at 2000 (scripts/curve_clip.py)
     batch_size: int = 48  # image/caption pairs per step
     crop_fraction: float = 0.9  # share of scenes cut into object crops (the others are captioned whole)
     lr: float = 3e-3
     warmup_steps: int = 50
-    region_scenes: int = 0  # whole scenes per step whose patch tokens learn their objects' captions (0: off)
+    region_steps: int = 0  # stage 2, pairs + region term, from stage 1's weights on its own schedule (0: no stage 2)
+    region_pairs: int = 16  # image/caption pairs per stage-2 step (they keep the crops' zero-shot accuracy)
+    region_scenes: int = 16  # whole scenes per stage-2 step whose patch tokens learn their objects' captions
     region_weight: float = 1.0
+    region_lr: float = 1e-3
     min_coverage: float = 0.25  # a patch token is paired with the object covering at least this share of it
     seed: int = 0
 
@@ -150,18 +155,23 @@ def patch_embeddings(clip, images) -> torch.Tensor:
     return F.normalize(clip.visual_projection(clip.vision_model.post_layernorm(tokens)), dim=-1)
 
 
+def concept_pool() -> list[str]:
+    """Every object caption "a {size} {colour} {shape}" (72)."""
+    return [f"a {size} {colour} {shape}" for size in SIZES for colour in COLOURS for shape in SHAPES]
+
+
 def region_loss(clip, tokenizer, scenes, *, min_coverage: float) -> torch.Tensor:
-    """Cross-entropy of each labelled patch token over the batch's distinct object captions ("a small red circle")."""
+    """Cross-entropy of each labelled patch token over the concept pool, its target the covering object's caption."""
     vision = clip.config.vision_config
     grid = vision.image_size // vision.patch_size
-    captions = [[f"a {o.size} {o.colour} {o.shape}" for o in scene.objects] for scene in scenes]
-    distinct = sorted({c for row in captions for c in row})
+    pool = concept_pool()
     labels = np.stack([patch_labels(s, grid=grid, min_coverage=min_coverage) for s in scenes])  # (B, P)
-    targets = np.array([[distinct.index(captions[b][i]) if i >= 0 else -1 for i in row] for b, row in enumerate(labels)])
+    captions = [[pool.index(f"a {o.size} {o.colour} {o.shape}") for o in scene.objects] for scene in scenes]
+    targets = np.array([[captions[b][i] if i >= 0 else -1 for i in row] for b, row in enumerate(labels)])  # (B, P)
     tokens = patch_embeddings(clip, np.stack([s.image for s in scenes]))  # (B, P, D)
     targets = torch.from_numpy(targets).to(clip.device)
     keep = targets >= 0
-    logits = clip.logit_scale.exp().clamp(max=100) * tokens[keep] @ encode_texts(clip, tokenizer, distinct).T  # (T, U)
+    logits = clip.logit_scale.exp().clamp(max=100) * tokens[keep] @ encode_texts(clip, tokenizer, pool).T  # (T, 72)
     return F.cross_entropy(logits, targets[keep])
 
 
@@ -177,7 +187,9 @@ def pretrain_clip(config: CLIPMiniConfig = CLIPMiniConfig(), settings: CLIPPretr
                   clip=None):
     """Train CLIP-mini on `device` (a fresh one, or `clip` from `build_clip`); returns (clip, tokenizer, LoopResult).
 
-    See `run_loop` for run_dir; `callback(step, result)` may evaluate `clip` (it is the object trained).
+    Stage 1 trains on pairs; stage 2 (`settings.region_steps`) adds the region term. See `run_loop` for run_dir
+    (stage 2 checkpoints to run_dir/region); `callback(step, result)` counts steps across both stages and may
+    evaluate `clip` (it is the object trained). The result holds both stages' losses.
     """
     tokenizer = build_word_tokenizer()
     torch.manual_seed(settings.seed)
@@ -186,23 +198,35 @@ def pretrain_clip(config: CLIPMiniConfig = CLIPMiniConfig(), settings: CLIPPretr
     clip = clip.to(device).train()
     image_size = config.vision.image_size
 
-    def loss_at(step: int) -> torch.Tensor:
-        rng = scene_rng(TRAIN_STREAM, settings.seed, step)
-        images, captions = pair_batch(rng, size=settings.batch_size, crop_fraction=settings.crop_fraction,
-                                      image_size=image_size)
+    def pair_loss(rng: np.random.Generator, size: int) -> torch.Tensor:
+        images, captions = pair_batch(rng, size=size, crop_fraction=settings.crop_fraction, image_size=image_size)
         _, inverse = np.unique(captions, return_inverse=True)
         keep = np.unique(inverse, return_index=True)[1]  # one pair per distinct caption: no false negatives
-        loss = contrastive_loss(encode_images(clip, images[keep]),
+        return contrastive_loss(encode_images(clip, images[keep]),
                                 encode_texts(clip, tokenizer, [captions[i] for i in keep]), clip.logit_scale)
-        if settings.region_scenes:
-            scenes = [make_scene(rng, image_size=image_size) for _ in range(settings.region_scenes)]
-            loss = loss + settings.region_weight * region_loss(clip, tokenizer, scenes,
-                                                               min_coverage=settings.min_coverage)
-        return loss
 
-    result = run_loop(loss_at, clip, steps=settings.steps, lr=settings.lr, seed=settings.seed,
+    def region_stage_loss(step: int) -> torch.Tensor:
+        rng = scene_rng(REGION_STREAM, settings.seed, step)
+        scenes = [make_scene(rng, image_size=image_size) for _ in range(settings.region_scenes)]
+        return pair_loss(rng, settings.region_pairs) + settings.region_weight * region_loss(
+            clip, tokenizer, scenes, min_coverage=settings.min_coverage)
+
+    result = run_loop(lambda step: pair_loss(scene_rng(TRAIN_STREAM, settings.seed, step), settings.batch_size),
+                      clip, steps=settings.steps, lr=settings.lr, seed=settings.seed,
                       warmup_steps=settings.warmup_steps, progress=progress, desc="CLIP-mini", callback=callback,
                       run_dir=run_dir, resume=resume)
+    if settings.region_steps:
+        pairs = result
+
+        def both(region: LoopResult) -> LoopResult:
+            return LoopResult(losses=pairs.losses + region.losses, steps=pairs.steps + region.steps,
+                              wall_s=pairs.wall_s + region.wall_s)
+
+        region = run_loop(region_stage_loss, clip, steps=settings.region_steps, lr=settings.region_lr,
+                          seed=settings.seed, warmup_steps=settings.warmup_steps, progress=progress,
+                          desc="CLIP-mini region", run_dir=Path(run_dir) / REGION_DIR if run_dir else None,
+                          resume=resume, callback=callback and (lambda step, r: callback(pairs.steps + step, both(r))))
+        result = both(region)
     return clip.cpu().eval(), tokenizer, result
 
 

@@ -1,9 +1,10 @@
 """One command per ingredient: train it, measure what it learned, save it (`anyref pretrain clip|sam|llava|audio`)."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..config import SAMConfig
@@ -32,13 +33,16 @@ def crop_embedder(clip):
 
 def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = None, overwrite: bool = False,
              clip_folder: str | Path | None = None, progress: bool = True, run_dir: str | Path | None = None,
-             resume: bool = False, device: str = "cpu") -> dict:
+             resume: bool = False, device: str = "cpu", region_steps: int | None = None) -> dict:
     """Train ingredient `name` (fewer `steps` for a quick look), evaluate it, save it to `out`; returns its metrics.
 
-    `run_dir` keeps checkpoints that `resume` continues; `device` ("cuda") applies to CLIP-mini, the slowest to learn.
+    `run_dir` keeps checkpoints that `resume` continues; `device` ("cuda") applies to CLIP-mini, the slowest to learn;
+    `region_steps` sets CLIP-mini's second stage (the region term).
     """
     if name not in INGREDIENTS:
         raise ValueError(f"unknown ingredient {name!r}; choose one of {INGREDIENTS}")
+    if region_steps is not None and name != "clip":
+        raise AnyRefConfigError(f"region_steps belongs to CLIP-mini's pretraining, not {name!r}")
     if device != "cpu" and name != "clip":
         raise AnyRefConfigError(f"only CLIP-mini pretraining runs on {device!r}; the other ingredients train on the CPU")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -48,11 +52,12 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
     clip_folder = Path(clip_folder) if clip_folder else folder_of("clip")
     check_writable(out, overwrite=overwrite)  # refuse before training, not after
     if name == "clip":
-        settings = clip_mini.CLIPPretrainConfig(**({"steps": steps} if steps else {}))
+        settings = clip_mini.CLIPPretrainConfig(**({"steps": steps} if steps else {}),
+                                                **({} if region_steps is None else {"region_steps": region_steps}))
         clip, tokenizer, result = clip_mini.pretrain_clip(settings=settings, progress=progress, device=device,
                                                           **checkpoints)
-        metrics = {"zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer), "steps": result.steps,
-                   "wall_s": round(result.wall_s, 1)}
+        metrics = {"zero_shot_top1": clip_mini.zero_shot_accuracy(clip, tokenizer), "settings": asdict(settings),
+                   "steps": result.steps, "wall_s": round(result.wall_s, 1)}
         clip_mini.save_clip_mini(clip, out, metrics=metrics, overwrite=overwrite)
     elif name == "sam":
         settings = sam_mini.SAMPretrainConfig(**({"steps": steps} if steps else {}))
@@ -66,8 +71,9 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
         if steps:
             settings = replace(settings, lm_steps=steps, align_steps=steps, instruct_steps=steps)
         model, histories = llava_mini.pretrain_llava(str(clip_folder), settings, progress=progress, **checkpoints)
-        metrics = {"answer_accuracy": llava_mini.answer_accuracy(model),
-                   "steps": {stage: len(losses) for stage, losses in histories.items()}}
+        metrics = {"answer_accuracy": llava_mini.answer_accuracy(model), "settings": asdict(settings),
+                   "steps": {stage: len(losses) for stage, losses in histories.items()},
+                   "final_loss_mean_last50": {stage: float(np.mean(losses[-50:])) for stage, losses in histories.items()}}
         llava_mini.save_llava_mini(model, out, metrics=metrics, overwrite=overwrite)
     else:
         clip, _ = clip_mini.load_clip_mini(clip_folder)
