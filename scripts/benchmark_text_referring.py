@@ -51,7 +51,7 @@ def main() -> None:
         "benchmark": f"text referring, {args.preset} preset, ShapeScenes 128px",
         "commit": commit(), "machine": machine(),
         "torch_threads": torch.get_num_threads(), "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps,
-        "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup, "schedule_steps": args.steps,
+        "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup, "schedule_steps": args.steps,
         "stop_after": args.stop_after, "minutes_budget": args.minutes,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,
