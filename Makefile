@@ -28,7 +28,7 @@ benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark_text_referring.py --preset mini
 	$(BIN)/python scripts/benchmark_tasks.py
 
-ingredients: $(STAMP)  # re-train the shipped miniature ingredients (replaces data/ingredients; ~3 h on 2 cores)
+ingredients: $(STAMP)  # re-train the shipped miniature ingredients (replaces data/ingredients; ~4 h on 2 cores)
 	$(BIN)/anyref pretrain clip --overwrite
 	$(BIN)/anyref pretrain sam --overwrite
 	$(BIN)/anyref pretrain llava --overwrite

@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--run-dir", default=None, help="keep checkpoints here (every 100 steps) so a run can resume")
     pre.add_argument("--resume", action="store_true", help="continue from the checkpoint in --run-dir")
     pre.add_argument("--region-steps", type=int, default=None,
-                     help="CLIP-mini's second stage: steps of pairs + region term (default: the shipped recipe)")
+                     help="CLIP-mini's second stage: steps of pairs + region term "
+                          "(default: the recipe's 4000; 0 with --steps)")
     pre.add_argument("--device", default="cpu", help="where CLIP-mini trains (e.g. cuda); the others train on the CPU")
     pre.set_defaults(run=_pretrain)
 

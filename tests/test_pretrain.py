@@ -49,7 +49,7 @@ def test_sam_pretraining_is_seeded_and_learns(tmp_path):
 
 
 def test_clip_pretraining_is_seeded_and_learns(tmp_path):
-    settings = clip_mini.CLIPPretrainConfig(steps=10, batch_size=12, lr=3e-3, warmup_steps=2)
+    settings = clip_mini.CLIPPretrainConfig(steps=10, batch_size=12, lr=3e-3, warmup_steps=2, region_steps=0)
     clip, tokenizer, first = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False)
     _, _, second = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False)
     assert first.losses == second.losses
@@ -178,3 +178,20 @@ def test_llava_command_records_its_settings_and_losses(tmp_path, monkeypatch):
     assert metrics["answer_accuracy"] == {"overall": 0.25} and metrics["settings"]["instruct_steps"] == 2
     assert set(metrics["final_loss_mean_last50"]) == {"lm", "align", "instruct"}
     assert all(np.isfinite(v) for v in metrics["final_loss_mean_last50"].values())
+
+
+@pytest.mark.parametrize("steps, region_steps, expected", [(None, None, (3000, 4000)), (5, None, (5, 0)),
+                                                           (5, 7, (5, 7))])
+def test_clip_command_runs_the_region_stage_unless_a_quick_look(tmp_path, monkeypatch, steps, region_steps, expected):
+    from anyref.pretrain.run import pretrain
+
+    class Planned(Exception):
+        pass
+
+    def plan(settings, **_):
+        raise Planned(settings.steps, settings.region_steps)
+
+    monkeypatch.setattr(clip_mini, "pretrain_clip", plan)  # the training itself is tested above
+    with pytest.raises(Planned) as planned:
+        pretrain("clip", steps=steps, region_steps=region_steps, out=tmp_path / "clip", progress=False)
+    assert planned.value.args == expected

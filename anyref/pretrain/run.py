@@ -37,7 +37,7 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
     """Train ingredient `name` (fewer `steps` for a quick look), evaluate it, save it to `out`; returns its metrics.
 
     `run_dir` keeps checkpoints that `resume` continues; `device` ("cuda") applies to CLIP-mini, the slowest to learn;
-    `region_steps` sets CLIP-mini's second stage (the region term).
+    `region_steps` sets CLIP-mini's second stage (the region term; with `steps` and no `region_steps`, none).
     """
     if name not in INGREDIENTS:
         raise ValueError(f"unknown ingredient {name!r}; choose one of {INGREDIENTS}")
@@ -52,6 +52,8 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
     clip_folder = Path(clip_folder) if clip_folder else folder_of("clip")
     check_writable(out, overwrite=overwrite)  # refuse before training, not after
     if name == "clip":
+        if region_steps is None and steps:
+            region_steps = 0  # a quick look trains the pair stage only
         settings = clip_mini.CLIPPretrainConfig(**({"steps": steps} if steps else {}),
                                                 **({} if region_steps is None else {"region_steps": region_steps}))
         clip, tokenizer, result = clip_mini.pretrain_clip(settings=settings, progress=progress, device=device,
