@@ -144,6 +144,24 @@ def encode(tokenizer, question: str, answer: str | None = None, *, max_tokens: i
     return ids, labels
 
 
+def encode_conversation(tokenizer, turns, *, max_tokens: int) -> tuple[list[int], list[int]]:
+    """Token ids and labels of a multi-turn conversation about one image (LLaVA-Instruct style): the first turn as
+    `encode`, each later turn "USER: q ASSISTANT: a</s>" with labels on the answers only."""
+    (first_question, first_answer), *later = turns
+    ids, labels = encode(tokenizer, first_question, first_answer, max_tokens=max_tokens)
+    for question, answer in later:
+        prompt = tokenizer(f"{USER} {question.strip()} {ASSISTANT}", add_special_tokens=False).input_ids
+        reply = tokenizer(" " + answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        for text, pieces in ((question, prompt), (answer, reply)):
+            _check_known_words(tokenizer, text, pieces)
+        ids += prompt + reply
+        labels += [IGNORE_INDEX] * len(prompt) + reply
+    if len(ids) > max_tokens:
+        raise AnyRefInputError(f"the conversation is {len(ids)} tokens long; at most {max_tokens} fit "
+                               f"(max_text_tokens={max_tokens}); use fewer turns")
+    return ids, labels
+
+
 def _check_known_words(tokenizer, text: str, ids: list[int]) -> None:
     unk = tokenizer.unk_token_id
     if unk is None or unk not in ids:

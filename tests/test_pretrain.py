@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from anyref.config import LLMConfig, SAMConfig, VisionConfig
-from anyref.errors import AnyRefCheckpointError
+from anyref.errors import AnyRefCheckpointError, AnyRefInputError
 from anyref.pretrain import clip_mini, llava_mini, sam_mini
 from anyref.sam import build_sam
+from anyref.tokens import IGNORE_INDEX, IMAGE_TOKEN, build_word_tokenizer, encode, encode_conversation
 
 MICRO_VISION = dict(image_size=48, patch_size=8, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
 MICRO_SAM = SAMConfig(image_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2, prompt_dim=32,
@@ -105,7 +106,7 @@ def test_llava_stages_run_on_a_clip_folder(tmp_path):
     clip = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
     folder = clip_mini.save_clip_mini(clip, tmp_path / "clip")
     settings = llava_mini.LLaVAPretrainConfig(lm_steps=3, lm_batch=4, align_steps=2, align_batch=2,
-                                             instruct_steps=2, instruct_batch=2)
+                                             instruct_steps=2, instruct_batch=2, instruct_turns=2)
     llm = LLMConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64,
                     max_positions=128, use_lora=False)
     model, histories = llava_mini.pretrain_llava(str(folder), settings, vision=VisionConfig(**MICRO_VISION), llm=llm,
@@ -120,6 +121,20 @@ def test_llava_stages_run_on_a_clip_folder(tmp_path):
     assert {p.name for p in saved.iterdir()} >= {"llm", "projector.safetensors", "tokenizer"}
 
 
+def test_conversations_label_every_answer_and_only_the_answers():
+    """LLaVA-mini's multi-turn instruct samples: one image, the first turn as `encode`, loss on each answer."""
+    tokenizer = build_word_tokenizer()
+    turns = [("what colour is the star?", "red"), ("where is the star?", "top left"), ("how many red shapes are there?",
+                                                                                       "two")]
+    ids, labels = encode_conversation(tokenizer, turns, max_tokens=96)
+    first, _ = encode(tokenizer, *turns[0], max_tokens=96)
+    assert ids[:len(first)] == first and ids.count(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)) == 1
+    assert tokenizer.decode([t for t in labels if t != IGNORE_INDEX]) == "red </s> top left </s> two </s>"
+    assert tokenizer.decode(ids[len(first):]).startswith("user : where is the star? assistant : top left")
+    with pytest.raises(AnyRefInputError, match="use fewer turns"):
+        encode_conversation(tokenizer, turns * 4, max_tokens=96)
+
+
 class _Interrupt(Exception):
     pass
 
@@ -132,7 +147,6 @@ def _dropout_loss(module):
 
 
 def test_pretraining_resumes_with_identical_losses(tmp_path):
-    from anyref.errors import AnyRefCheckpointError
     from anyref.pretrain.loop import run_loop
 
     def fresh():

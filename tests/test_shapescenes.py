@@ -15,6 +15,7 @@ from anyref.data import (
     training_sample,
     vocabulary,
 )
+from anyref.data.language import question
 
 # Independent restatement of the expression grammar, used to check the generator.
 SUPERLATIVE_AXES = {"leftmost": (0, -1), "rightmost": (0, 1), "topmost": (1, -1), "bottommost": (1, 1)}
@@ -39,9 +40,9 @@ def scene_batch():
 
 
 def parse_phrase(words):
-    """Map phrase words (size? colour? shape) to the attribute constraints they impose."""
-    assert words and words[-1] in SHAPES, words
-    constraints = {"shape": words[-1]}
+    """Map phrase words (size? colour? shape-or-"object") to the attribute constraints they impose."""
+    assert words and (words[-1] in SHAPES or words[-1] == "object"), words
+    constraints = {} if words[-1] == "object" else {"shape": words[-1]}
     rest = list(words[:-1])
     if rest and rest[-1] in COLOURS:
         constraints["colour"] = rest.pop()
@@ -282,3 +283,16 @@ def test_splits_are_fixed_and_typed():
 def test_bad_arguments_raise(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("kind, attribute", [("colour", "colour"), ("shape", "shape")])
+def test_questions_name_their_object_without_the_asked_attribute(scene_batch, kind, attribute):
+    """LLaVA-mini's colour / shape questions: the phrase resolves to one object and never gives the answer away."""
+    prefix = f"what {kind} is "
+    for i, scene in enumerate(scene_batch):
+        q, answer = question(scene, np.random.default_rng(i), kind=kind)
+        assert q.startswith(prefix) and q.endswith("?"), q
+        expression = q[len(prefix):-1]
+        assert answer not in expression.split(), q
+        (target,) = resolve(expression, scene)
+        assert getattr(scene.objects[target], attribute) == answer, (q, answer)

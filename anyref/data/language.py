@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .shapescenes import Scene, SceneObject, grid_cell, referring_expressions
+from .shapescenes import PHRASE_FORMS, Scene, SceneObject, grid_cell, referring_expressions
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six")
 ROWS, COLUMNS = ("top", "middle", "bottom"), ("left", "centre", "right")
 QUESTION_KINDS = ("colour", "shape", "where", "count")
+# Phrase forms a question may use to name its object; a colour or shape question never names what it asks for.
+DESCRIPTION_FORMS = PHRASE_FORMS + (("colour",), ("size",), ("size", "colour"))
 # Every word captions, questions and answers use beyond the referring-expression vocabulary.
 WORDS = ("a", "and", "what", "colour", "shape", "is", "where", "how", "many", "shapes", "are", "there", "describe",
          "briefly", "middle", "centre") + NUMBERS
@@ -38,7 +40,11 @@ def question(scene: Scene, rng: np.random.Generator, *, kind: str) -> tuple[str,
             str(rng.choice(["red", "green", "blue", "yellow", "purple", "orange"]))
         count = sum(o.colour == colour for o in scene.objects)
         return f"how many {colour} shapes are there?", NUMBERS[count]
-    expressions = [(text, targets) for text, targets, _ in referring_expressions(scene)]
+    forms = tuple(form for form in DESCRIPTION_FORMS if kind not in form) if kind in ("colour", "shape") else \
+        PHRASE_FORMS
+    expressions = [(text, targets) for text, targets, _ in referring_expressions(scene, forms=forms)]
+    if not expressions:
+        raise ValueError(f"no object of this scene can be named without its {kind}; draw another scene")
     text, (target,) = expressions[rng.integers(len(expressions))]
     obj = scene.objects[target]
     if kind == "colour":

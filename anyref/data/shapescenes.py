@@ -38,6 +38,7 @@ NOISE_PX = 4  # max per-pixel background noise, RGB units
 
 # Attribute words a phrase uses, in the order they are spoken.
 PHRASE_FORMS = (("shape",), ("colour", "shape"), ("size", "shape"), ("size", "colour", "shape"))
+OBJECT_NOUN = "object"  # the noun of a phrase that does not name the shape ("the large red object")
 # Spatial word -> (axis of the centre: 0 = x, 1 = y, sign: -1 picks the minimum, +1 the maximum).
 SUPERLATIVES = {
     "leftmost": (0, -1),
@@ -306,8 +307,8 @@ def make_scene(
 
 
 def _phrase(obj: SceneObject, form: tuple[str, ...]) -> str:
-    """Words of one phrase form filled in from an object's attributes."""
-    return " ".join(getattr(obj, attribute) for attribute in form)
+    """Words of one phrase form filled in from an object's attributes; "object" stands in for a missing shape."""
+    return " ".join([getattr(obj, attribute) for attribute in form] + ([] if "shape" in form else [OBJECT_NOUN]))
 
 
 def _matches(scene: Scene, obj: SceneObject, form: tuple[str, ...]) -> tuple[int, ...]:
@@ -319,11 +320,11 @@ def _matches(scene: Scene, obj: SceneObject, form: tuple[str, ...]) -> tuple[int
     )
 
 
-def _attribute_expressions(scene: Scene) -> list[tuple[str, tuple[int, ...], str]]:
+def _attribute_expressions(scene: Scene, forms) -> list[tuple[str, tuple[int, ...], str]]:
     """Unique attribute descriptions, at most one word longer than each object's shortest."""
     expressions = []
     for index, obj in enumerate(scene.objects):
-        unique = [form for form in PHRASE_FORMS if _matches(scene, obj, form) == (index,)]
+        unique = [form for form in forms if _matches(scene, obj, form) == (index,)]
         if unique:
             longest = min(len(form) for form in unique) + 1
             chosen = [form for form in unique if len(form) <= longest]
@@ -340,11 +341,11 @@ def _extreme(
     return ranked[0] if lead >= margin else None
 
 
-def _spatial_expressions(scene: Scene) -> list[tuple[str, tuple[int, ...], str]]:
+def _spatial_expressions(scene: Scene, forms) -> list[tuple[str, tuple[int, ...], str]]:
     """Ambiguous phrases disambiguated by a spatial word, one entry per valid wording."""
     groups: dict[str, tuple[int, ...]] = {}
     for obj in scene.objects:
-        for form in PHRASE_FORMS:
+        for form in forms:
             groups.setdefault(_phrase(obj, form), _matches(scene, obj, form))
     margin = SPATIAL_MARGIN * scene.image.shape[0]
     expressions = []
@@ -361,9 +362,10 @@ def _spatial_expressions(scene: Scene) -> list[tuple[str, tuple[int, ...], str]]
     return expressions
 
 
-def referring_expressions(scene: Scene) -> list[tuple[str, tuple[int, ...], str]]:
-    """All (expression, targets, kind) that identify exactly one object, attribute then spatial."""
-    return _attribute_expressions(scene) + _spatial_expressions(scene)
+def referring_expressions(scene: Scene, *, forms=PHRASE_FORMS) -> list[tuple[str, tuple[int, ...], str]]:
+    """All (expression, targets, kind) that identify exactly one object, attribute then spatial; `forms` lists the
+    attribute combinations a phrase may use (a form without "shape" ends in "object")."""
+    return _attribute_expressions(scene, forms) + _spatial_expressions(scene, forms)
 
 
 def class_prompts(scene: Scene) -> list[tuple[str, tuple[int, ...]]]:

@@ -21,7 +21,7 @@ from ..data.language import QUESTION_KINDS, question, scene_caption
 from ..errors import AnyRefCheckpointError
 from ..losses import text_loss
 from ..model import AnyRefModel, Batch
-from ..tokens import IGNORE_INDEX, encode, pad_batch
+from ..tokens import IGNORE_INDEX, encode_conversation, pad_batch
 from .loop import run_loop, scene_rng
 from .store import fresh_folder, ingredient_dir
 
@@ -45,6 +45,7 @@ class LLaVAPretrainConfig:
     instruct_steps: int = 2000  # answers 0.47 (0.24 / 0.33 / 0.43 on the way at 500 / 1000 / 1500); 500 steps gave 0.39
     instruct_batch: int = 16
     instruct_lr: float = 2e-3
+    instruct_turns: int = 1  # questions per image, one conversation (LLaVA-Instruct's conversations are multi-turn)
     seed: int = 0
 
 
@@ -69,23 +70,25 @@ def lm_sentence(rng: np.random.Generator, image_size: int) -> str:
     return f"{q} {a} ."
 
 
-def chat_batch(model: AnyRefModel, scenes, pairs) -> Batch:
-    """(scene, (question, answer)) -> a teacher-forced Batch without masks."""
-    ids, labels = zip(*(encode(model.tokenizer, q, a, max_tokens=model.config.max_text_tokens) for q, a in pairs))
+def chat_batch(model: AnyRefModel, scenes, conversations) -> Batch:
+    """(scene, [(question, answer), ...]) -> a teacher-forced Batch without masks."""
+    ids, labels = zip(*(encode_conversation(model.tokenizer, turns, max_tokens=model.config.max_text_tokens)
+                        for turns in conversations))
     return Batch(input_ids=pad_batch(list(ids), value=model.ids.pad),
                  attention_mask=pad_batch([[1] * len(x) for x in ids], value=0),
                  labels=pad_batch(list(labels), value=IGNORE_INDEX),
                  images=torch.from_numpy(np.stack([s.image for s in scenes])), masks=[None] * len(scenes))
 
 
-def _stage_batch(model, stream_keys, size: int, *, kind: str) -> Batch:
+def _stage_batch(model, stream_keys, size: int, *, kind: str, turns: int = 1) -> Batch:
     rng = scene_rng(TRAIN_STREAM, *stream_keys)
     scenes = [make_scene(rng, image_size=SCENE_SIZE) for _ in range(size)]
     if kind == "align":
-        pairs = [(CAPTION_QUESTION, scene_caption(s)) for s in scenes]
+        conversations = [[(CAPTION_QUESTION, scene_caption(s))] for s in scenes]
     else:
-        pairs = [question(s, rng, kind=QUESTION_KINDS[rng.integers(len(QUESTION_KINDS))]) for s in scenes]
-    return chat_batch(model, scenes, pairs)
+        conversations = [[question(s, rng, kind=QUESTION_KINDS[rng.integers(len(QUESTION_KINDS))])
+                          for _ in range(turns)] for s in scenes]
+    return chat_batch(model, scenes, conversations)
 
 
 def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAPretrainConfig(), *,
@@ -118,16 +121,17 @@ def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAP
         histories["lm"] = run_loop(lm_loss, llama, steps=settings.lm_steps, lr=settings.lm_lr, seed=settings.seed,
                                    progress=progress, desc="LLaVA-mini LM", callback=callback,
                                    run_dir=stage_dirs["lm"], resume=resume).losses
-    for stage, steps, batch, lr in (("align", settings.align_steps, settings.align_batch, settings.align_lr),
-                                    ("instruct", settings.instruct_steps, settings.instruct_batch, settings.instruct_lr)):
+    for stage, steps, batch, lr, turns in (
+            ("align", settings.align_steps, settings.align_batch, settings.align_lr, 1),
+            ("instruct", settings.instruct_steps, settings.instruct_batch, settings.instruct_lr, settings.instruct_turns)):
         if stage not in stages:
             continue
         model.config.trainable = llava_config(clip_path=clip_path, vision=vision, llm=llm, stage=stage).trainable
         model.apply_trainable()
         model.train()
         histories[stage] = run_loop(
-            lambda step, stage=stage, batch=batch: model(_stage_batch(model, (settings.seed, 1 + (stage == "instruct"),
-                                                                              step), batch, kind=stage))["ce"],
+            lambda step, stage=stage, batch=batch, turns=turns: model(_stage_batch(
+                model, (settings.seed, 1 + (stage == "instruct"), step), batch, kind=stage, turns=turns))["ce"],
             model, steps=steps, lr=lr, seed=settings.seed, progress=progress, desc=f"LLaVA-mini {stage}",
             callback=callback, run_dir=stage_dirs[stage], resume=resume).losses
     return model.eval(), histories
