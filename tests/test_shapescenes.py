@@ -7,6 +7,8 @@ from anyref.data import (
     COLOURS,
     SHAPES,
     SIZES,
+    Scene,
+    SceneObject,
     class_prompts,
     make_sample,
     make_scene,
@@ -296,3 +298,12 @@ def test_questions_name_their_object_without_the_asked_attribute(scene_batch, ki
         assert answer not in expression.split(), q
         (target,) = resolve(expression, scene)
         assert getattr(scene.objects[target], attribute) == answer, (q, answer)
+
+
+def test_a_question_names_the_asked_colour_only_when_nothing_else_can_name_the_object():
+    """Two small stars 2 px apart: no colour-free phrase is unique, so the colour question falls back to one."""
+    stars = [SceneObject("star", colour, "small", (60.0 + d, 60.0 + d), (0, 0, 1, 1), np.zeros((128, 128), bool))
+             for colour, d in (("red", 0), ("blue", 2))]
+    scene = Scene(np.zeros((128, 128, 3), np.uint8), stars)
+    q, answer = question(scene, np.random.default_rng(0), kind="colour")
+    assert answer in ("red", "blue") and q.startswith("what colour is the ") and f"{answer} star?" in q

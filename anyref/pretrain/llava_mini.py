@@ -42,10 +42,10 @@ class LLaVAPretrainConfig:
     align_steps: int = 150
     align_batch: int = 16
     align_lr: float = 3e-3
-    instruct_steps: int = 2000  # answers 0.47 (0.24 / 0.33 / 0.43 on the way at 500 / 1000 / 1500); 500 steps gave 0.39
+    instruct_steps: int = 8000
     instruct_batch: int = 16
     instruct_lr: float = 2e-3
-    instruct_turns: int = 1  # questions per image, one conversation (LLaVA-Instruct's conversations are multi-turn)
+    instruct_turns: int = 4  # questions per image, one conversation (LLaVA-Instruct's are multi-turn)
     seed: int = 0
 
 
