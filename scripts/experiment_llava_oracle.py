@@ -74,7 +74,7 @@ class SceneFeatures:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=4000, help="instruction steps (the real run's default: 8000)")
+    parser.add_argument("--steps", type=int, default=4000, help="instruction steps (the shipped recipe: 2000)")
     parser.add_argument("--every", type=int, default=500, help="score the held-out questions every N steps (> 200)")
     parser.add_argument("--questions", type=int, default=50, help="held-out questions per kind at each score")
     parser.add_argument("--real", type=Path, help="a JSON with the real run's curve to store beside this one")
