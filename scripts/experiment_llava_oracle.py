@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anyref.config import LLMConfig
 from anyref.data import COLOURS, SHAPES, SIZES
 from anyref.paths import BUILD_DIR, RESULTS_DIR
 from anyref.pretrain import llava_mini
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000, help="instruction steps (the shipped recipe: 2000)")
     parser.add_argument("--every", type=int, default=500, help="score the held-out questions every N steps (> 200)")
     parser.add_argument("--questions", type=int, default=50, help="held-out questions per kind at each score")
+    parser.add_argument("--llm-width", type=int, default=LLMConfig.hidden_size, help="the LLM's hidden size")
+    parser.add_argument("--llm-layers", type=int, default=LLMConfig.num_layers, help="the LLM's decoder layers")
     parser.add_argument("--real", type=Path, help="a JSON with the real run's curve to store beside this one")
     parser.add_argument("--run-dir", type=Path, default=BUILD_DIR / "experiment-llava-oracle")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "llava_oracle.json")
@@ -104,9 +107,12 @@ def main() -> None:
             saved_curve.write_text(json.dumps(curve))
             print(curve[-1], flush=True)
 
-    llava_mini.pretrain_llava(str(folder_of("clip")), settings, run_dir=args.run_dir, resume=True, callback=score)
+    llm = LLMConfig(use_lora=False, hidden_size=args.llm_width, num_layers=args.llm_layers,
+                    num_heads=args.llm_width // 32, num_kv_heads=args.llm_width // 32, intermediate_size=3 * args.llm_width)
+    llava_mini.pretrain_llava(str(folder_of("clip")), settings, llm=llm, run_dir=args.run_dir, resume=True,
+                              callback=score)
     record = {"what": "LLaVA-mini trained on ideal symbolic patch features instead of CLIP-mini's",
-              "settings": asdict(settings), "questions_per_kind": args.questions, "curve": curve,
+              "settings": asdict(settings), "llm": asdict(llm), "questions_per_kind": args.questions, "curve": curve,
               "real_run": json.loads(args.real.read_text()) if args.real else None,
               "wall_s": time.perf_counter() - began, "commit": commit(), "machine": machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
