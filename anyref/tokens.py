@@ -133,8 +133,7 @@ def encode(tokenizer, question: str, answer: str | None = None, *, max_tokens: i
                           aud_end=tokenizer.convert_tokens_to_ids(AUD_REF_END))  # one placeholder per feature
     ids, labels = list(prompt), [IGNORE_INDEX] * len(prompt)
     if answer is not None:
-        reply = tokenizer(" " + answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        _check_known_words(tokenizer, answer, reply)
+        reply = _reply_ids(tokenizer, answer)
         ids += reply
         labels += reply
     room = 2 if answer is None else 0  # a prompt needs room for at least "<obj>" and an end token
@@ -151,15 +150,21 @@ def encode_conversation(tokenizer, turns, *, max_tokens: int) -> tuple[list[int]
     ids, labels = encode(tokenizer, first_question, first_answer, max_tokens=max_tokens)
     for question, answer in later:
         prompt = tokenizer(f"{USER} {question.strip()} {ASSISTANT}", add_special_tokens=False).input_ids
-        reply = tokenizer(" " + answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-        for text, pieces in ((question, prompt), (answer, reply)):
-            _check_known_words(tokenizer, text, pieces)
+        _check_known_words(tokenizer, question, prompt)
+        reply = _reply_ids(tokenizer, answer)
         ids += prompt + reply
         labels += [IGNORE_INDEX] * len(prompt) + reply
     if len(ids) > max_tokens:
         raise AnyRefInputError(f"the conversation is {len(ids)} tokens long; at most {max_tokens} fit "
                                f"(max_text_tokens={max_tokens}); use fewer turns")
     return ids, labels
+
+
+def _reply_ids(tokenizer, answer: str) -> list[int]:
+    """The assistant's answer as ids, ending in the end token; every word must be known."""
+    reply = tokenizer(" " + answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    _check_known_words(tokenizer, answer, reply)
+    return reply
 
 
 def _check_known_words(tokenizer, text: str, ids: list[int]) -> None:
