@@ -139,7 +139,7 @@ class AnyRefModel(nn.Module):
     def image_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 (B, H, W, 3) -> CLIP patch features (B, P, C) and projected image tokens (B, P, D)."""
         with self._frozen_vision():
-            features = self.vision.patch_features(self.vision.preprocess(images))  # (B, P, C)
+            features = self.vision.scene_features(self.vision.preprocess(images))  # (B, P, C)
             return features, self.vision.projector(features)
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:

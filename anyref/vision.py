@@ -68,9 +68,33 @@ class VisionTower(nn.Module):
         out = self.clip(pixel_values=pixels, output_hidden_states=True)
         return out.hidden_states[self.config.select_layer][:, 1:]
 
+    def scene_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> patch features of a whole scene, (B, P, C), with explicit grid positions if configured."""
+        features = self.patch_features(pixels)  # (B, P, C)
+        if not self.config.position_amplitude:
+            return features
+        side = int(round(features.shape[1] ** 0.5))
+        table = grid_position_table(side, features.shape[2], amplitude=self.config.position_amplitude)
+        return features + table.to(features.device, features.dtype)  # (B, P, C)
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, P, D_llm) image tokens."""
-        return self.projector(self.patch_features(pixels))
+        return self.projector(self.scene_features(pixels))
+
+
+def grid_position_table(side: int, channels: int, *, amplitude: float) -> torch.Tensor:
+    """Fixed 2D sin-cos positions of a side x side patch grid, row-major: (side*side, channels); half the channels
+    encode the column, half the row, each with channels/4 frequencies (as MAE's 2D sin-cos embedding)."""
+    quarter = channels // 4
+    freqs = 1.0 / (side ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter)))  # (F,)
+    coords = torch.arange(side, dtype=torch.float32)  # (side,)
+    angles = coords[:, None] * freqs[None] * torch.pi / 2  # (side, F)
+    waves = torch.cat([angles.sin(), angles.cos()], dim=1)  # (side, 2F)
+    rows = waves[:, None, :].expand(side, side, -1)  # (row, col, 2F)
+    cols = waves[None, :, :].expand(side, side, -1)  # (row, col, 2F)
+    table = torch.cat([cols, rows], dim=2).reshape(side * side, 4 * quarter)  # (P, 4F)
+    table = torch.nn.functional.pad(table, (0, channels - 4 * quarter))  # (P, C)
+    return amplitude * table
 
 
 def load_projector(projector: nn.Module, path: Path) -> None:
