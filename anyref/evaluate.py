@@ -22,6 +22,12 @@ def union_mask(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return masks.any(0) if len(masks) else np.zeros(shape, bool)
 
 
+def union_logits(mask_logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """All predicted masks of an answer as one (H, W) logit map, their maximum (the union's probability); without
+    `<obj>`, -inf everywhere (probability 0)."""
+    return mask_logits.max(0) if len(mask_logits) else np.full(shape, -np.inf, np.float32)
+
+
 def words_before_obj(text: str) -> str:
     """The description part of an answer: everything before the first `<obj>`."""
     return text.split(OBJ_TOKEN)[0].strip()
@@ -102,15 +108,18 @@ def evaluate_image(answer, *, num: int, shots: int, progress: bool = True) -> di
 
 
 def evaluate_audio(answer, *, num: int, progress: bool = True) -> dict:
-    """Audio-visual segmentation: single source (mIoU, F-score with beta^2 = 0.3) and multi-source (mIoU)."""
+    """Audio-visual segmentation, single and multi-source, scored from mask probabilities as AVSBench does: mIoU,
+    F-score (beta^2 = 0.3, best of 255 thresholds over the split) and F-score per sample (AVSBench's per-video
+    protocol with one-frame videos)."""
     answer = as_answerer(answer)
     scores = {}
     for task in ("audio", "audio_multi"):
         meter = AVSMeter()
         for sample in tqdm(task_split(task, "val", num=num), disable=not progress, desc=task):
             pred = answer(sample)
-            meter.update(union_mask(pred.masks, sample.scene.image.shape[:2]), _target(sample))
-        scores["single_source" if task == "audio" else "multi_source"] = {"miou": meter.miou, "fscore": meter.fscore}
+            meter.update(union_logits(pred.mask_logits, sample.scene.image.shape[:2]), _target(sample))
+        scores["single_source" if task == "audio" else "multi_source"] = {
+            "miou": meter.miou, "fscore": meter.fscore, "fscore_per_sample": meter.fscore_per_video(1)}
     return scores
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from anyref.evaluate import (_target, all_objects_baseline, evaluate_referring, evaluate_tasks, segment_everything,
-                             words_before_obj)
+from anyref.evaluate import (_target, all_objects_baseline, evaluate_audio, evaluate_referring, evaluate_tasks,
+                             segment_everything, words_before_obj)
 from anyref.predict import Prediction
 
 
@@ -20,13 +20,26 @@ def test_a_perfect_answerer_scores_one_everywhere():
                for split in ("val", "testA", "testB"))
     assert scores["reg"]["exact_match"] == 1.0 and scores["reg"]["mask_ciou"] == 1.0
     assert all(figures["miou"] == 1.0 for figures in scores["image"].values())
-    assert scores["audio"]["single_source"]["miou"] == scores["audio"]["multi_source"]["miou"] == 1.0
+    assert all(figures[key] == 1.0 for figures in scores["audio"].values()
+               for key in ("miou", "fscore", "fscore_per_sample"))
 
 
 def test_segment_everything_is_a_floor_not_a_pass():
     floor = all_objects_baseline(num=6, shots=2)
     assert 0 < floor["text_ciou"]["val"] < 1 and 0 < floor["image_one_shot_miou"] < 1
     assert 0 < floor["audio_single_miou"] <= 1 and 0 < floor["reg_mask_ciou"] < 1
+
+
+def test_audio_scores_come_from_probabilities():
+    """Probability 0.9 on the target and 0.6 elsewhere: at 0.5 the mask covers everything (low mIoU), but F-score's
+    threshold sweep finds the cut between 0.6 and 0.9, which only probabilities can show."""
+    def ranked(sample):
+        truth = _target(sample)[None]
+        logits = np.where(truth, np.log(9.0), np.log(1.5)).astype(np.float32)  # sigmoid: 0.9 / 0.6
+        return Prediction(text="<obj>", masks=logits > 0, mask_logits=logits)
+
+    scores = evaluate_audio(ranked, num=3, progress=False)["single_source"]
+    assert scores["miou"] < 0.5 and scores["fscore"] == pytest.approx(1.0)
 
 
 def test_an_answer_without_obj_counts_as_an_empty_mask(samples):
