@@ -1,10 +1,10 @@
 """Learning curve of CLIP-mini: zero-shot crop top-1 and the scene centre-patch probe every few hundred steps.
 
 Answers "is CLIP-mini short of steps, or of something else?" with the shipped recipe run longer, and follows the
-second (region) stage with --region-steps. Writes data/results/attempts/clip_curve.json. Resumable: checkpoints go
+second (region) stage with --region-steps. Writes research/results/attempts/clip_curve.json. Resumable: checkpoints go
 to --run-dir (a finished pair stage there is reused, so a region stage can start from the 3000-step run).
 
-    python scripts/curve_clip.py [--steps 3000] [--region-steps 0] [--every 500] [--run-dir build/clip-curve]
+    python research/curve_clip.py [--steps 3000] [--region-steps 0] [--every 500] [--run-dir build/clip-curve]
         [--resume] [--out PATH]
 """
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from anyref.paths import RESULTS_DIR
 from anyref.pretrain import clip_mini
 from anyref.provenance import commit, machine
 from anyref.tokens import build_word_tokenizer
 from experiment_clip_patch8 import centre_probe
+from lab import ATTEMPTS
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=clip_mini.CLIPPretrainConfig.lr)
     parser.add_argument("--run-dir", default="build/clip-curve")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS_DIR / "attempts" / "clip_curve.json"))
+    parser.add_argument("--out", default=str(ATTEMPTS / "clip_curve.json"))
     args = parser.parse_args()
     settings = clip_mini.CLIPPretrainConfig(steps=args.steps, lr=args.lr, region_steps=args.region_steps)
     tokenizer = build_word_tokenizer()

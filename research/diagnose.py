@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data.shapescenes import ReferringSample, Scene, grid_cell, vocabulary
-from .losses import bce_per_mask, dice_per_mask
-from .metrics import IoUMeter
-from .sam import decode_masks, sam_inputs
+from anyref.data.shapescenes import ReferringSample, Scene, grid_cell, vocabulary
+from anyref.losses import bce_per_mask, dice_per_mask
+from anyref.metrics import IoUMeter
+from anyref.sam import decode_masks, sam_inputs
 
 
 def cell_index(mask: np.ndarray, *, grid: int) -> int:

@@ -1,9 +1,9 @@
 """Diagnostic: is text-referring limited by SAM's decoder or by finding the object in the frozen features?
 
-Runs the experiments of `anyref.diagnose` on the mini preset's frozen ingredients (or a trained model's) and writes
-data/results/grounding_diagnosis.json. About 10 minutes on 2 CPU cores.
+Runs the experiments of research/diagnose.py on the mini preset's frozen ingredients (or a trained model's) and
+writes research/results/grounding_diagnosis.json. About 10 minutes on 2 CPU cores.
 
-    python scripts/diagnose_grounding.py [--model data/models/anyref-mini] [--train 2000] [--search-steps 1000]
+    python research/diagnose_grounding.py [--model data/models/anyref-mini] [--train 2000] [--search-steps 1000]
         [--prompt-steps 600]
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from anyref import AnyRefModel
 from anyref.config import preset
 from anyref.data import split_samples
 from anyref.data.shapescenes import training_sample
-from anyref.diagnose import (attribute_probe, cell_code_ciou, cell_index, centre_features, frozen_features,
-                             oracle_prompt_ciou, search_accuracy, text_prompt_ciou, word_codes)
-from anyref.paths import RESULTS_DIR
 from anyref.provenance import commit, machine
+from diagnose import (attribute_probe, cell_code_ciou, cell_index, centre_features, frozen_features,
+                      oracle_prompt_ciou, search_accuracy, text_prompt_ciou, word_codes)
+from lab import RESULTS
 
 SINGLE_TARGET_MIX = (("attribute", 0.5), ("spatial", 0.5))
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--cell-steps", type=int, default=300)
     parser.add_argument("--search-steps", type=int, default=1000)
     parser.add_argument("--prompt-steps", type=int, default=600)
-    parser.add_argument("--out", default=str(RESULTS_DIR / "grounding_diagnosis.json"))
+    parser.add_argument("--out", default=str(RESULTS / "grounding_diagnosis.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
     started = time.time()

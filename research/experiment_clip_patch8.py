@@ -2,9 +2,9 @@
 
 Probes the last-layer patch token at each object's centre (logistic regression, held-out objects) for colour, shape
 and size, for the shipped CLIP-mini (16 px patches) and for one pretrained here with 8 px patches; also the new one's
-zero-shot crop accuracy. Writes data/results/attempts/clip_patch8_probe.json. About 20 minutes on 2 CPU cores.
+zero-shot crop accuracy. Writes research/results/attempts/clip_patch8_probe.json. About 20 minutes on 2 CPU cores.
 
-    python scripts/experiment_clip_patch8.py [--steps 300] [--crop-fraction 0.5] [--patch-size 8]
+    python research/experiment_clip_patch8.py [--steps 300] [--crop-fraction 0.5] [--patch-size 8]
         [--shape-only 0.0] [--region-steps 0] [--out PATH]
 
 --shape-only F captions a fraction F of the crops by their shape alone ("a circle"), so that colour cannot tell
@@ -22,10 +22,10 @@ import torch
 
 from anyref.config import VisionConfig
 from anyref.data.shapescenes import make_scene
-from anyref.diagnose import attribute_probe, centre_features
-from anyref.paths import RESULTS_DIR
 from anyref.pretrain import clip_mini
 from anyref.provenance import commit, machine
+from diagnose import attribute_probe, centre_features
+from lab import ATTEMPTS
 
 
 @torch.no_grad()
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=8)
     parser.add_argument("--shape-only", type=float, default=0.0)
     parser.add_argument("--region-steps", type=int, default=0)
-    parser.add_argument("--out", default=str(RESULTS_DIR / "attempts" / "clip_patch8_probe.json"))
+    parser.add_argument("--out", default=str(ATTEMPTS / "clip_patch8_probe.json"))
     args = parser.parse_args()
     if args.shape_only:
         full_caption = clip_mini.crop_caption

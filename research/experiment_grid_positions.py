@@ -1,10 +1,10 @@
 """Experiment: is "where" the missing piece? Add fixed 2D sine-cosine grid positions to the image tokens the LLM sees.
 
-The probe (scripts/probe_obj_embeddings.py) found CLIP-mini's projected patch tokens carry colour but almost no
+The probe (research/probe_obj_embeddings.py) found CLIP-mini's projected patch tokens carry colour but almost no
 position, unlike CLIP ViT-L's. This trains AnyRef-mini on text referring with the same step budget and schedule as
 the shipped model, once with fixed grid positions added to the projected image tokens (the model is patched in this
 script only; the package does not do this), and scores val cIoU next to the segment-everything baseline.
-Writes data/results/grid_positions_experiment.json."""
+Writes research/results/grid_positions_experiment.json."""
 from __future__ import annotations
 
 import argparse
@@ -15,10 +15,11 @@ import torch
 
 from anyref import AnyRefModel, preset
 from anyref.data import split_samples
-from anyref.paths import BUILD_DIR, RESULTS_DIR
+from anyref.paths import BUILD_DIR
 from anyref.evaluate import evaluate_referring, segment_everything
 from anyref.provenance import commit, machine
 from anyref.train import TrainConfig, seed_everything, train
+from lab import RESULTS
 
 
 def grid_positions(side: int, dim: int) -> torch.Tensor:
@@ -63,7 +64,7 @@ def main() -> None:
               "schedule_steps": args.steps, "token_rms": rms, "position_scale": args.scale,
               "val": scores, "val_segment_everything_ciou": floor,
               "compare_with": "data/results/text_referring_mini.json run 'mini (469 steps, as mini-scratch)'"}
-    out = RESULTS_DIR / "grid_positions_experiment.json"
+    out = RESULTS / "grid_positions_experiment.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -4,7 +4,7 @@ Runs `anyref pretrain llava`'s three stages with the same settings, but every im
 patch features instead of CLIP-mini's: per 16 px patch, one-hots of the colour, shape and size of the object covering
 most of it, a flag on the patch holding an object's centre, and one-hots of the patch's row and column (padded to
 CLIP-mini's width). The projector and the LLM train as in the real run. The scenes are looked up by their pixels, so
-the patching stays in this script; the package does not do this. Writes data/results/llava_oracle.json: held-out
+the patching stays in this script; the package does not do this. Writes research/results/llava_oracle.json: held-out
 answer accuracy every --every instruction steps, next to the real run's curve when --real names its JSON."""
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ import torch
 
 from anyref.config import LLMConfig
 from anyref.data import COLOURS, SHAPES, SIZES
-from anyref.paths import BUILD_DIR, RESULTS_DIR
+from anyref.paths import BUILD_DIR
 from anyref.pretrain import llava_mini
 from anyref.pretrain.run import folder_of
 from anyref.provenance import commit, machine
 from anyref.vision import VisionTower
+from lab import RESULTS
 
 GRID, PATCH, WIDTH = 8, 16, 96  # CLIP-mini: 128 px, 16 px patches, 96 channels
 COLOUR_AT, SHAPE_AT, SIZE_AT, CENTRE_AT, ROW_AT, COLUMN_AT = 0, 6, 12, 20, 30, 40
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--llm-layers", type=int, default=LLMConfig.num_layers, help="the LLM's decoder layers")
     parser.add_argument("--real", type=Path, help="a JSON with the real run's curve to store beside this one")
     parser.add_argument("--run-dir", type=Path, default=BUILD_DIR / "experiment-llava-oracle")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "llava_oracle.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "llava_oracle.json")
     args = parser.parse_args()
     saved_curve = args.run_dir / "curve.json"  # the scores so far, kept across a resume
     memo, models = SceneFeatures(), []

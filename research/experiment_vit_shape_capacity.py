@@ -4,9 +4,9 @@ A fresh transformers CLIPVisionModel (CLIP-mini's size unless overridden) plus a
 cross-entropy on the shape of the object under every patch (the patches `clip_mini.patch_labels` assigns), on whole
 128 px ShapeScenes. This is the most direct supervision a patch token can get, so it bounds what the contrastive
 recipe can hope for in the same number of steps. Accuracy is read off the head at each held-out object's centre
-patch (chance 1/6). Writes data/results/attempts/vit_shape_capacity.json (one entry per --patch-size / --layers).
+patch (chance 1/6). Writes research/results/attempts/vit_shape_capacity.json (one entry per --patch-size / --layers).
 
-    python scripts/experiment_vit_shape_capacity.py [--patch-size 16] [--layers 2] [--steps 1000] [--lr 1e-3]
+    python research/experiment_vit_shape_capacity.py [--patch-size 16] [--layers 2] [--steps 1000] [--lr 1e-3]
 """
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 
 from anyref.config import VisionConfig
-from anyref.diagnose import centre_features
 from anyref.data import SHAPES, make_scene
-from anyref.paths import RESULTS_DIR
 from anyref.pretrain.clip_mini import patch_labels
 from anyref.provenance import commit, machine
 from anyref.train import lr_factor
 from anyref.vision import clip_pixels
+from diagnose import centre_features
+from lab import ATTEMPTS
 
-OUT = RESULTS_DIR / "attempts" / "vit_shape_capacity.json"
+OUT = ATTEMPTS / "vit_shape_capacity.json"
 
 
 def shape_batch(rng: np.random.Generator, count: int, *, grid: int):

@@ -5,7 +5,7 @@ Linear probes, fit on 70 % of the samples and scored on the rest:
   object centred in it;
 - the refocused `<obj>` embedding of teacher-forced text-referring samples: the target's colour, shape and size (also
   written in the expression, so easy) and its centre (only visible in the image: the model must have looked).
-Writes data/results/obj_probe_<model>.json."""
+Writes research/results/obj_probe_<model>.json."""
 from __future__ import annotations
 
 import argparse
@@ -20,8 +20,9 @@ from anyref import AnyRefModel
 from anyref.batching import collate
 from anyref.data import make_scene, split_samples
 from anyref.data.shapescenes import grid_cell
-from anyref.paths import MIXTURE_MODEL_DIR, RESULTS_DIR
+from anyref.paths import MIXTURE_MODEL_DIR
 from anyref.provenance import commit
+from lab import RESULTS
 
 
 def embeddings(model, samples, *, batch_size: int = 8) -> np.ndarray:
@@ -85,7 +86,7 @@ def main() -> None:
     scores["centre_mean_abs_error_px_predicting_the_mean"] = float(np.abs(centre[:split].mean(0) - centre[split:]).mean())
     report = {"model": args.model, "commit": commit(), "samples": len(samples), "test_fraction": 0.3,
               "image_tokens": image_token_probe(model), "obj_embedding": scores}
-    out = RESULTS_DIR / f"obj_probe_{Path(args.model).name}.json"
+    out = RESULTS / f"obj_probe_{Path(args.model).name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

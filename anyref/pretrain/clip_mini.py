@@ -59,13 +59,13 @@ class CLIPMiniConfig:
 class CLIPPretrainConfig:
     """Hyper-parameters of CLIP-mini pretraining."""
 
-    steps: int = 3000  # stage 1, pairs; zero-shot crops: 0.65 at 500 steps, 0.98 at 2000 (scripts/curve_clip.py)
+    steps: int = 3000  # stage 1, pairs; zero-shot crops: 0.65 at 500 steps, 0.98 at 2000 (research/curve_clip.py)
     batch_size: int = 48  # image/caption pairs per step
     crop_fraction: float = 0.9  # share of scenes cut into object crops (the others are captioned whole)
     lr: float = 3e-3
     warmup_steps: int = 50
     region_steps: int = 4000  # stage 2, pairs + region term, from stage 1's weights on its own schedule (0: none);
-    # centre-patch shape probe 0.29 -> 0.49 over 4000 steps (data/results/attempts/clip_region_stage_curve.json)
+    # centre-patch shape probe 0.29 -> 0.49 over 4000 steps (research/results/attempts/clip_region_stage_curve.json)
     region_pairs: int = 16  # image/caption pairs per stage-2 step (they keep the crops' zero-shot accuracy)
     region_scenes: int = 16  # whole scenes per stage-2 step whose patch tokens learn their objects' captions
     region_weight: float = 1.0

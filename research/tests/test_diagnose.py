@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from anyref.data.shapescenes import vocabulary
-from anyref.diagnose import (attribute_probe, cell_code_ciou, cell_index, centre_features, frozen_features,
-                             oracle_prompt_ciou, search_accuracy, text_prompt_ciou, word_codes)
+from diagnose import (attribute_probe, cell_code_ciou, cell_index, centre_features, frozen_features,
+                      oracle_prompt_ciou, search_accuracy, text_prompt_ciou, word_codes)
 
 
 def test_cell_index_finds_the_centroid_cell():
