@@ -88,7 +88,8 @@ class AnyRefConfig:
     sam: SAMConfig = field(default_factory=SAMConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
-    refocus_weight: float = 0.1  # lambda_f of Eq. 2
+    refocus_weight: float = 0.1  # lambda_f of Eq. 2 (the initial value when refocus_learnable)
+    refocus_learnable: bool = False  # Table 7's dagger: lambda_f a trained parameter, initialised at refocus_weight
     ce_weight: float = 1.0  # lambda_text of Eq. 3
     bce_weight: float = 2.0  # lambda_bce of Eq. 3
     dice_weight: float = 0.5  # lambda_dice of Eq. 3

@@ -95,6 +95,8 @@ class AnyRefModel(nn.Module):
         self.audio = build_audio(config.audio)  # ImageBind's audio branch (frozen in the paper)
         self.audio_projection = nn.Linear(config.audio.out_dim, hidden)  # audio clip embedding -> one LLM token
         self.obj_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, config.sam.prompt_dim))
+        self.refocus_lambda = nn.Parameter(torch.tensor(float(config.refocus_weight))) if config.refocus_learnable \
+            else None  # lambda_f trained with the model (Table 7's dagger rows); else config.refocus_weight
         self.llm = add_lora(llm, config.llm) if config.llm.use_lora else llm
         self.apply_trainable()
 
@@ -222,7 +224,8 @@ class AnyRefModel(nn.Module):
         rows = attention_rows(qk, queries, num_heads=cfg.num_attention_heads, num_kv_heads=cfg.num_key_value_heads,
                               key_padding=key_padding)
         weights = refocus_weights(rows, queries)
-        return refocus(hidden, weights, queries, weight=self.config.refocus_weight), weights
+        weight = self.config.refocus_weight if self.refocus_lambda is None else self.refocus_lambda
+        return refocus(hidden, weights, queries, weight=weight), weights
 
     def sam_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """uint8 (B, H, W, 3) -> SAM image embeddings (B, C, h, w) and the size the images were resized to."""

@@ -99,11 +99,15 @@ def refocus_weights(rows: torch.Tensor, queries: list[ObjQuery]) -> torch.Tensor
     return weights / total.clamp_min(torch.finfo(weights.dtype).tiny)
 
 
-def refocus(hidden: torch.Tensor, weights: torch.Tensor, queries: list[ObjQuery], *, weight: float) -> torch.Tensor:
-    """Eq. 2: h_obj + lambda_f * sum_i a_i h_i, from last-layer hidden states (B, L, D) -> (N, D)."""
+def refocus(hidden: torch.Tensor, weights: torch.Tensor, queries: list[ObjQuery], *,
+            weight: float | torch.Tensor) -> torch.Tensor:
+    """Eq. 2: h_obj + lambda_f * sum_i a_i h_i, from last-layer hidden states (B, L, D) -> (N, D).
+
+    `weight` is lambda_f: a number, or a 0-d parameter that learns (its gradient flows even where it is 0).
+    """
     batch_idx = torch.tensor([q.batch for q in queries], device=hidden.device)
     h_obj = hidden[batch_idx, torch.tensor([q.query for q in queries], device=hidden.device)]  # (N, D)
-    if weight == 0:
+    if not torch.is_tensor(weight) and weight == 0:
         return h_obj
     context = torch.einsum("nl,nld->nd", weights.to(hidden.dtype), hidden[batch_idx])  # (N, D)
     return h_obj + weight * context

@@ -69,3 +69,21 @@ def test_no_preceding_answer_token_leaves_embedding_unchanged():
     weights = refocus_weights(rows, query)
     assert weights.abs().sum() == 0
     assert torch.equal(refocus(hidden, weights, query, weight=0.1), hidden[0, 3][None])
+
+
+def test_learnable_lambda_trains_saves_and_loads(samples, tmp_path):
+    from anyref import AnyRefModel, preset
+
+    torch.manual_seed(0)
+    model = AnyRefModel(preset("micro", refocus_weight=1.0, refocus_learnable=True))
+    assert model.refocus_lambda.requires_grad and float(model.refocus_lambda) == 1.0
+    batch = collate(samples, model.tokenizer, max_tokens=model.config.max_text_tokens)
+    out = model(batch)
+    out["loss"].backward()
+    assert model.refocus_lambda.grad is not None and float(model.refocus_lambda.grad.abs()) > 0
+    with torch.no_grad():
+        model.refocus_lambda.fill_(0.37)
+    loaded = AnyRefModel.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    assert float(loaded.refocus_lambda) == float(model.refocus_lambda)
+    fixed = AnyRefModel(preset("micro"))
+    assert fixed.refocus_lambda is None and "refocus_lambda" not in dict(fixed.named_parameters())
