@@ -24,6 +24,7 @@ class VisionConfig:
     select_layer: int = -1  # LLaVA-v1 uses -2 (the penultimate layer); the mini tower is shallow, so the last
     pretrained_path: str | None = None  # a local CLIP(Vision)Model folder (paper: CLIP ViT-L/14; mini: CLIP-mini)
     projector_path: str | None = None  # projector weights (.safetensors; paper: LLaVA's mm_projector)
+    conv_stem: bool = False  # mini deviation: 3x3 stride-2 convolutions instead of the single patchify (Xiao et al.)
     position_amplitude: float = 0.0  # mini deviation: > 0 adds fixed 2D sin-cos grid positions to scene patch features
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import VisionConfig
-from .errors import AnyRefCheckpointError
+from .errors import AnyRefCheckpointError, AnyRefConfigError
 from .paths import resolve
 from .llm import quiet_transformers
 
@@ -25,6 +25,64 @@ def clip_pixels(images: torch.Tensor, *, size: int) -> torch.Tensor:
     return (x - mean) / std
 
 
+class ConvStem(nn.Module):
+    """Early convolutions (Xiao et al., 2021): log2(patch) 3x3 stride-2 convolutions and a 1x1 projection replace
+    ViT's single patchify, giving the same token grid: (B, 3, S, S) -> (B, C, S/patch, S/patch)."""
+
+    def __init__(self, *, patch_size: int, hidden_size: int, first_width: int = 24):
+        super().__init__()
+        depth = patch_size.bit_length() - 1
+        if 2 ** depth != patch_size:
+            raise AnyRefConfigError(f"a conv stem needs a power-of-two patch size, not {patch_size}")
+        layers, width_in = [], 3
+        for level in range(depth):
+            width = min(hidden_size, first_width * 2 ** level)
+            layers += [nn.Conv2d(width_in, width, 3, stride=2, padding=1), nn.GELU()]
+            width_in = width
+        self.layers = nn.Sequential(*layers)
+        self.project = nn.Conv2d(width_in, hidden_size, 1)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The last layer's weight (transformers reads the stem's dtype from it)."""
+        return self.project.weight
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, C, S/patch, S/patch)."""
+        return self.project(self.layers(pixels))
+
+
+def install_conv_stem(model) -> None:
+    """Put a ConvStem where a transformers CLIP(Vision)Model has its patchify, if its config asks for one."""
+    vision = getattr(model, "vision_model", model)
+    config = vision.config
+    if getattr(config, "conv_stem", False):
+        vision.embeddings.patch_embedding = ConvStem(patch_size=config.patch_size,
+                                                           hidden_size=config.hidden_size)
+
+
+def load_clip_folder(model_class, folder: Path):
+    """A transformers CLIP(Vision)Model from a local folder, conv stem included (plain folders load as usual)."""
+    from safetensors.torch import load_file
+
+    config = model_class.config_class.from_pretrained(str(folder))
+    vision_config = getattr(config, "vision_config", config)
+    if not getattr(vision_config, "conv_stem", False):
+        with quiet_transformers():  # a full CLIPModel folder also holds the text tower, which is not needed here
+            return model_class.from_pretrained(str(folder))
+    model = model_class(config)
+    install_conv_stem(model)
+    state = load_file(str(folder / "model.safetensors"))
+    own = model.state_dict()
+    prefix = "" if any(k in state for k in own) else "vision_model."  # a CLIPModel file read by a CLIPVisionModel
+    missing = sorted(k for k in own if prefix + k not in state)
+    if missing:
+        raise AnyRefCheckpointError(f"CLIP weights in {str(folder)!r} lack {missing[:3]}...; save the folder with "
+                                    "the same tower configuration")
+    model.load_state_dict({k: state[prefix + k] for k in own})
+    return model.eval()
+
+
 def build_clip_vision(config: VisionConfig):
     """A transformers CLIPVisionModel: loaded from a local folder, or fresh from the config."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
@@ -33,14 +91,15 @@ def build_clip_vision(config: VisionConfig):
         folder = resolve(config.pretrained_path)
         if not folder.is_dir():
             raise AnyRefCheckpointError(f"CLIP folder {str(folder)!r} does not exist")
-        with quiet_transformers():  # a full CLIPModel folder also holds the text tower, which is not needed here
-            return CLIPVisionModel.from_pretrained(str(folder))
+        return load_clip_folder(CLIPVisionModel, folder)
     clip_config = CLIPVisionConfig(
         hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
-        image_size=config.image_size, patch_size=config.patch_size,
+        image_size=config.image_size, patch_size=config.patch_size, conv_stem=config.conv_stem,
     )
-    return CLIPVisionModel(clip_config)
+    model = CLIPVisionModel(clip_config)
+    install_conv_stem(model)
+    return model
 
 
 class VisionTower(nn.Module):

@@ -26,7 +26,7 @@ from ..data.shapescenes import grid_cell
 from ..data.language import crop_caption, scene_caption
 from ..errors import AnyRefCheckpointError
 from ..tokens import build_word_tokenizer
-from ..vision import clip_pixels
+from ..vision import clip_pixels, install_conv_stem, load_clip_folder
 from .loop import LoopResult, run_loop, scene_rng
 from .store import fresh_folder, ingredient_dir
 
@@ -86,10 +86,12 @@ def build_clip(config: CLIPMiniConfig, tokenizer):
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
         vision_config=dict(hidden_size=v.hidden_size, intermediate_size=v.intermediate_size,
                            num_hidden_layers=v.num_layers, num_attention_heads=v.num_heads,
-                           image_size=v.image_size, patch_size=v.patch_size),
+                           image_size=v.image_size, patch_size=v.patch_size, conv_stem=v.conv_stem),
         projection_dim=config.projection_dim,
     )
-    return CLIPModel(clip_config)
+    clip = CLIPModel(clip_config)
+    install_conv_stem(clip)
+    return clip
 
 
 def text_inputs(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,4 +270,4 @@ def load_clip_mini(folder=None):
     folder = Path(folder or ingredient_dir("clip-mini"))
     if not (folder / "config.json").is_file():
         raise AnyRefCheckpointError(f"{str(folder)!r} holds no CLIP-mini; train it with `anyref pretrain clip`")
-    return CLIPModel.from_pretrained(str(folder)).eval(), build_word_tokenizer()
+    return load_clip_folder(CLIPModel, folder).eval(), build_word_tokenizer()
