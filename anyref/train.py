@@ -1,7 +1,6 @@
 """A plain PyTorch training loop: AdamW, warm-up + cosine, progress bar, periodic checkpoints and exact resume."""
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -14,10 +13,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from .batching import collate, collate_tasks
+from .checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from .data import training_sample
-from .errors import AnyRefCheckpointError
 
-STATE_FILE, TRAINABLE_FILE = "trainer_state.pt", "trainable.safetensors"
 RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "time_budget_s", "stop_after")  # a resume may change these
 # On CPU, PyTorch's flash-attention backward is several times slower than the plain maths for our short sequences.
 TRAIN_ATTENTION = [SDPBackend.MATH] if not torch.cuda.is_available() else [SDPBackend.FLASH_ATTENTION,
@@ -95,68 +93,6 @@ def batch_at(step: int, model, config: TrainConfig):
     return collate(samples, model.tokenizer, max_tokens=model.config.max_text_tokens)
 
 
-def frozen_fingerprint(model) -> float:
-    """A checksum of the frozen weights, which checkpoints do not store (they come from init or pretrained files)."""
-    with torch.no_grad():
-        return float(sum(p.double().abs().sum() for p in model.parameters() if not p.requires_grad))
-
-
-def save_checkpoint(folder: Path, model, optimizer, schedule, step: int, result, settings: dict):
-    """Trainable weights (safetensors) + optimizer, schedule, RNG states, history and `settings` (torch.save)."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    trainable = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(trainable, str(folder / (TRAINABLE_FILE + ".tmp")))
-    state = {"step": step, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-             "losses": result.losses, "parts": getattr(result, "parts", []), "wall_s": result.wall_s,
-             "config": settings, "frozen_fingerprint": frozen_fingerprint(model)}
-    torch.save(state, folder / (STATE_FILE + ".tmp"))
-    (folder / (TRAINABLE_FILE + ".tmp")).replace(folder / TRAINABLE_FILE)  # rename last: never a half checkpoint
-    (folder / (STATE_FILE + ".tmp")).replace(folder / STATE_FILE)
-
-
-def load_checkpoint(folder: Path, model, optimizer, schedule, settings: dict, *, may_change=()) -> tuple[int, dict]:
-    """Restore a `save_checkpoint` folder made with the same `settings` (but `may_change`); returns (step, state)."""
-    from safetensors.torch import load_file
-
-    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
-    saved = {k: v for k, v in state["config"].items() if k not in may_change}
-    current = {k: v for k, v in settings.items() if k in saved}
-    if json.dumps(saved, default=list) != json.dumps(current, default=list):
-        raise AnyRefCheckpointError(f"checkpoint in {str(folder)!r} was made with other settings {saved}; "
-                                    f"resume with the same settings or start a new run folder")
-    expected, actual = state["frozen_fingerprint"], frozen_fingerprint(model)
-    if abs(expected - actual) > 1e-6 * max(1.0, abs(expected)):
-        raise AnyRefCheckpointError(f"the model's frozen weights differ from those the checkpoint in {str(folder)!r} "
-                                    "was trained with; build the model with the same seed / pretrained files")
-    weights = load_file(str(folder / TRAINABLE_FILE))
-    params = dict(model.named_parameters())
-    unknown = set(weights) - {n for n, p in params.items() if p.requires_grad}
-    if unknown:
-        raise AnyRefCheckpointError(f"checkpoint weights {sorted(unknown)[:3]}... are not trainable in this model")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["torch_rng"])
-    np.random.set_state(state["numpy_rng"])
-    random.setstate(state["python_rng"])
-    return state["step"], state
-
-
-def check_resumable(folder: Path | None, *, resume: bool) -> bool:
-    """Whether `folder` holds a checkpoint to continue; one that exists without `resume` is an error."""
-    if folder is None or not (folder / STATE_FILE).exists():
-        return False
-    if not resume:
-        raise AnyRefCheckpointError(f"{str(folder)!r} already holds a checkpoint; resume it (resume=True / "
-                                    "--resume) or choose a new run folder")
-    return True
-
-
 def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False,
           progress: bool = True, callback=None) -> TrainResult:
     """Train on ShapeScenes text referring; checkpoints to run_dir/checkpoint every `checkpoint_every` steps.
@@ -167,8 +103,8 @@ def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resu
     optimizer, schedule = make_optimizer(model, config)
     start, result = 0, TrainResult()
     if check_resumable(folder, resume=resume):
-        start, state = load_checkpoint(folder, model, optimizer, schedule, asdict(config), may_change=RUN_LENGTH_KEYS)
-        result = TrainResult(losses=state["losses"], parts=state["parts"], steps=start, wall_s=state["wall_s"])
+        start, history = load_checkpoint(folder, model, optimizer, schedule, asdict(config), may_change=RUN_LENGTH_KEYS)
+        result = TrainResult(**history, steps=start)
     else:
         seed_everything(config.seed)
     model.train()
@@ -191,7 +127,8 @@ def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resu
         out_of_time = ((config.time_budget_s is not None and result.wall_s >= config.time_budget_s)
                        or (config.stop_after is not None and step + 1 >= config.stop_after))
         if folder is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or out_of_time):
-            save_checkpoint(folder, model, optimizer, schedule, step + 1, result, asdict(config))
+            save_checkpoint(folder, model, optimizer, schedule, step=step + 1, settings=asdict(config),
+                            history={"losses": result.losses, "parts": result.parts, "wall_s": result.wall_s})
         if callback is not None:
             callback(step + 1, model, result)
         if out_of_time:

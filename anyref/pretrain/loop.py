@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 
 from torch.nn.attention import sdpa_kernel
 
-from ..train import TRAIN_ATTENTION, check_resumable, load_checkpoint, lr_factor, save_checkpoint, seed_everything
+from ..checkpoint import check_resumable, load_checkpoint, save_checkpoint
+from ..train import TRAIN_ATTENTION, lr_factor, seed_everything
 
 
 @dataclass
@@ -49,8 +50,8 @@ def run_loop(loss_at, module: torch.nn.Module, *, steps: int, lr: float, seed: i
                 "grad_clip": grad_clip, "desc": desc}
     start, result = 0, LoopResult()
     if check_resumable(folder, resume=resume):
-        start, state = load_checkpoint(folder, module, optimizer, schedule, settings)
-        result = LoopResult(losses=state["losses"], steps=start, wall_s=state["wall_s"])
+        start, history = load_checkpoint(folder, module, optimizer, schedule, settings)
+        result = LoopResult(losses=history["losses"], steps=start, wall_s=history["wall_s"])
     else:
         seed_everything(seed)
     began = time.perf_counter() - result.wall_s
@@ -69,7 +70,8 @@ def run_loop(loss_at, module: torch.nn.Module, *, steps: int, lr: float, seed: i
             bar.set_postfix(loss=f"{np.mean(result.losses[-10:]):.4f}")
         out_of_time = time_budget_s is not None and result.wall_s >= time_budget_s
         if folder is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps or out_of_time):
-            save_checkpoint(folder, module, optimizer, schedule, step + 1, result, settings)
+            save_checkpoint(folder, module, optimizer, schedule, step=step + 1, settings=settings,
+                            history={"losses": result.losses, "wall_s": result.wall_s})
         if callback is not None:
             callback(step + 1, result)
         if out_of_time:
