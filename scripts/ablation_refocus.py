@@ -68,7 +68,7 @@ def run_one(setting: str, *, seed: int, args) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="mini", help="mini (the paper's recipe, in miniature) or micro (smoke test)")
+    parser.add_argument("--preset", default="mini", help="mini (the course) or micro (a smoke test)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="lambda_f values; '+' = trainable")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--steps", type=int, default=400, help="training steps of every run (its whole schedule)")
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=1) + "\n")
             print(f"lambda_f {setting} seed {seed}: val cIoU {entry['val']['ciou']:.3f} "
-                  f"gIoU {entry['val']['giou']:.3f}, <obj> rate {entry['val']['obj_rate']:.2f}, final lambda {entry['final_lambda']:.3f}, "
-                  f"{entry['train_wall_s']:.0f} s", flush=True)
+                  f"gIoU {entry['val']['giou']:.3f}, <obj> rate {entry['val']['obj_rate']:.2f}, "
+                  f"final lambda {entry['final_lambda']:.3f}, {entry['train_wall_s']:.0f} s", flush=True)
     print(f"wrote {out}")
 
 
