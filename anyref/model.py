@@ -10,7 +10,7 @@ from torch import nn
 
 from .audio import AudioConfig, AudioEncoder, waveform_to_clips
 from .config import AnyRefConfig
-from .errors import AnyRefCheckpointError, AnyRefInputError
+from .errors import AnyRefCheckpointError, AnyRefError, AnyRefInputError
 from .paths import resolve
 from .llm import add_lora, build_llama
 from .losses import anyref_loss
@@ -18,7 +18,7 @@ from .referring import (AUD_REF_FEATURE, IMG_REF_FEATURE, Audio, Example, Region
                         check_references, example_features, region_features)
 from .refocus import LastLayerQK, ObjQuery, attention_rows, capture_last_layer, refocus, refocus_weights
 from .sam import build_sam, decode_masks, sam_inputs
-from .tokens import IGNORE_INDEX, TokenIds, encode, load_tokenizer
+from .tokens import IGNORE_INDEX, SPECIAL_TOKENS, TokenIds, encode, load_tokenizer
 from .vision import VisionTower
 
 WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_DIR = "model.safetensors", "config.json", "tokenizer"
@@ -28,7 +28,7 @@ def build_audio(config: AudioConfig) -> AudioEncoder:
     """The audio encoder: fresh, from an audio-mini folder, or with an ImageBind .pth's audio weights."""
     from dataclasses import replace
 
-    from .pretrain.store import load_weights
+    from .weights import load_weights
 
     if not config.checkpoint:
         return AudioEncoder(config)
@@ -379,19 +379,65 @@ class AnyRefModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "AnyRefModel":
-        """Load a folder written by `save_pretrained`."""
+        """Load a folder written by `save_pretrained`; a missing, damaged or mismatched file raises an
+        AnyRefCheckpointError (AnyRefConfigError for config.json) that names it. Nothing in it is unpickled."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_model
-        from transformers import AutoTokenizer
 
+        if not isinstance(path, (str, Path)):
+            raise AnyRefCheckpointError(f"a model folder is a path (str or Path), got {type(path).__name__}")
         path = Path(path)
         missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR) if not (path / name).exists()]
         if missing:
             raise AnyRefCheckpointError(f"{str(path)!r} is not an AnyRef checkpoint: missing {missing}; "
                                         "create one with model.save_pretrained(path) or `anyref train`")
         config = AnyRefConfig.load(path / CONFIG_FILE)
-        model = cls(config, tokenizer=AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR)))
+        tokenizer = load_saved_tokenizer(path / TOKENIZER_DIR)
         try:
-            load_model(model, str(path / WEIGHTS_FILE), strict=True)
+            model = cls(config, tokenizer=tokenizer)
+        except AnyRefError:
+            raise
+        except Exception as error:  # torch, transformers and peft refuse impossible sizes with many error types
+            raise AnyRefCheckpointError(f"{str(path / CONFIG_FILE)!r} describes a model that cannot be built "
+                                        f"({type(error).__name__}: {_first_line(error)}); correct the sizes in it, "
+                                        "or save the model again") from None
+        weights = path / WEIGHTS_FILE
+        try:
+            load_model(model, str(weights), strict=True)
+        except (SafetensorError, OSError) as error:
+            raise AnyRefCheckpointError(f"{str(weights)!r} is not a readable safetensors file ({_first_line(error)});"
+                                        " it is damaged or of another format (pickles are never loaded): save the "
+                                        "model again") from None
         except RuntimeError as error:
-            raise AnyRefCheckpointError(f"weights in {str(path)!r} do not match its config.json: {error}") from None
+            raise AnyRefCheckpointError(f"weights in {str(weights)!r} do not match its config.json "
+                                        f"({_mismatch(error)}); load them with the config they were saved with"
+                                        ) from None
         return model
+
+
+def load_saved_tokenizer(folder: Path):
+    """The tokenizer folder of a saved model, with the paper's special tokens, or an AnyRefCheckpointError."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as error:  # damaged files surface as KeyError, ValueError, OSError or tokenizers' bare Exception
+        raise AnyRefCheckpointError(f"the tokenizer in {str(folder)!r} cannot be loaded ({type(error).__name__}: "
+                                    f"{_first_line(error)}); restore its files or save the model again") from None
+    absent = [token for token in SPECIAL_TOKENS if token not in tokenizer.get_vocab()]
+    if absent:
+        raise AnyRefCheckpointError(f"the tokenizer in {str(folder)!r} lacks the special tokens {absent}; save it "
+                                    "with model.save_pretrained, which adds them")
+    return tokenizer
+
+
+def _first_line(error: Exception) -> str:
+    """An exception's message cut to its first non-empty line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(error).__name__
+
+
+def _mismatch(error: RuntimeError) -> str:
+    """The first detail of torch's state-dict error: a size mismatch, or missing or unexpected keys."""
+    details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+    return (details[0] if details else _first_line(error))[:300]

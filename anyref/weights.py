@@ -1,12 +1,13 @@
-"""Shipped ingredient weights: a folder with config.json (+ any metrics) and model.safetensors."""
+"""Shipped ingredient weights: a folder with config.json (+ any metrics) and model.safetensors (no pickle)."""
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
 
-from ..errors import AnyRefCheckpointError
-from ..paths import INGREDIENTS_DIR
+from .errors import AnyRefCheckpointError
+from .paths import INGREDIENTS_DIR
+
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
@@ -50,15 +51,28 @@ def read_config(folder: str | Path) -> dict:
     if missing:
         raise AnyRefCheckpointError(f"{str(folder)!r} is not an ingredient folder (missing {missing}); "
                                     "train one with `anyref pretrain ...` or restore data/ingredients from git")
-    return json.loads((folder / CONFIG_FILE).read_text())
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AnyRefCheckpointError(f"{str(folder / CONFIG_FILE)!r} is not a JSON file ({error}); restore the "
+                                    "ingredient folder from git or train it again with `anyref pretrain ...`") from None
+    if not isinstance(config, dict):
+        raise AnyRefCheckpointError(f"{str(folder / CONFIG_FILE)!r} holds no JSON object; restore the ingredient "
+                                    "folder from git or train it again with `anyref pretrain ...`")
+    return config
 
 
 def load_weights(module, folder: str | Path) -> None:
     """Load model.safetensors into a module of the matching configuration."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     read_config(folder)
+    path = Path(folder) / WEIGHTS_FILE
     try:
-        load_model(module, str(Path(folder) / WEIGHTS_FILE), strict=True)
+        load_model(module, str(path), strict=True)
+    except SafetensorError as error:
+        raise AnyRefCheckpointError(f"{str(path)!r} is not a safetensors file ({error}); restore the ingredient "
+                                    "folder from git or train it again with `anyref pretrain ...`") from None
     except RuntimeError as error:
         raise AnyRefCheckpointError(f"weights in {str(folder)!r} do not match the module: {error}") from None

@@ -20,8 +20,8 @@ from ..data import COLOURS, SHAPES, make_scene
 from ..data.crops import object_crop
 from ..data.sounds import shape_sound, sound_for
 from ..errors import AnyRefInputError
+from ..weights import load_weights, read_config, save_ingredient
 from .loop import run_loop, scene_rng
-from .store import load_weights, read_config, save_ingredient
 
 # SeedSequence streams; training sounds come from sounds.sound_for's stream 3.
 TRAIN_SCENES, HELDOUT_SCENES, HELDOUT_SOUNDS = 31, 32, 4

@@ -11,7 +11,7 @@ from ..config import SAMConfig
 from ..errors import AnyRefConfigError
 from ..paths import INGREDIENTS_DIR
 from . import audio_mini, clip_mini, llava_mini, sam_mini
-from .store import check_writable
+from ..weights import check_writable
 
 INGREDIENTS = ("clip", "sam", "llava", "audio")
 AUDIO_STEPS = 150

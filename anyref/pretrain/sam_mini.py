@@ -15,8 +15,8 @@ from ..config import SAMConfig
 from ..data import make_scene
 from ..losses import bce_per_mask, dice_per_mask
 from ..sam import build_sam, decode_masks, sam_inputs
+from ..weights import ingredient_dir, save_ingredient
 from .loop import run_loop, scene_rng
-from .store import ingredient_dir, save_ingredient
 
 TRAIN_STREAM, HELDOUT_STREAM = 21, 22
 
