@@ -5,7 +5,7 @@ weights of an ImageBind-H checkpoint by name into `AudioEncoder(imagebind_huge_a
 """
 from __future__ import annotations
 
-import dataclasses
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import AnyRefCheckpointError, AnyRefConfigError, AnyRefInputError
+from .errors import AnyRefCheckpointError, AnyRefConfigError, AnyRefInputError, AnyRefWarning
+from .schema import build
 
 MODALITY = "audio"  # the ModuleDict key ImageBind uses for this branch
 GROUPS = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
@@ -61,12 +62,9 @@ class AudioConfig:
         return tuple((n - self.kernel) // self.stride + 1 for n in (self.num_mel_bins, self.target_length))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AudioConfig":
-        """Rebuild a config from `dataclasses.asdict` output, rejecting unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(data) - known:
-            raise AnyRefConfigError(f"unknown audio config keys {sorted(set(data) - known)}; known: {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: dict, *, source: str = "audio config") -> "AudioConfig":
+        """Rebuild a config from `dataclasses.asdict` output, refusing unknown keys and wrong types."""
+        return build(cls, data, source=source)
 
 
 def imagebind_huge_audio_config(**overrides) -> AudioConfig:
@@ -129,22 +127,37 @@ def check_waveform(waveform, *, sample_rate: int) -> torch.Tensor:
     return waveform
 
 
+def read_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
+    """A sound file (wav, flac, ogg: whatever soundfile reads) -> float32 samples (T, C) and its sample rate."""
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise AnyRefInputError(f"audio file {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; "
+                               "give the path of a wav file")
+    try:
+        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (T, C)
+    except (soundfile.SoundFileError, OSError, ValueError) as error:
+        raise AnyRefInputError(f"audio file {str(path)!r} cannot be read as sound ({error}); give a wav (or flac/ogg) "
+                               "file, e.g. one written with soundfile.write(path, waveform, 16000)") from None
+    return torch.from_numpy(data), sample_rate
+
+
 def load_waveform(source, *, sample_rate: int | None = None, target_rate: int = 16000,
                   average_channels: bool = False) -> torch.Tensor:
-    """A wav file path (read with soundfile) or an array at `sample_rate` -> checked mono float32 (T,) at target_rate.
+    """A sound file path or an array at `sample_rate` -> checked mono float32 (T,) at target_rate.
 
-    Other rates are resampled with torchaudio.functional.resample. Several channels raise an error unless
-    average_channels=True.
+    Other rates are resampled with torchaudio.functional.resample. A file's channels are averaged (an AnyRefWarning
+    says so unless average_channels=True); an array with several channels raises an error unless average_channels.
     """
     if isinstance(source, (str, Path)):
-        import soundfile
-
         if sample_rate is not None:
             raise AnyRefInputError("a file carries its own sample rate; pass sample_rate only with an array")
-        if not Path(source).is_file():
-            raise AnyRefInputError(f"audio file {str(source)!r} does not exist")
-        data, sample_rate = soundfile.read(str(source), dtype="float32", always_2d=True)  # (T, C)
-        waveform = torch.from_numpy(data)  # (T, C)
+        waveform, sample_rate = read_audio_file(source)  # (T, C)
+        if waveform.shape[1] > 1 and not average_channels:
+            warnings.warn(f"audio file {str(source)!r} has {waveform.shape[1]} channels; averaged them to mono",
+                          AnyRefWarning, stacklevel=2)
+        waveform = waveform.mean(1)  # (T,)
     elif not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise AnyRefInputError(f"an audio array needs its sample_rate as a positive int (e.g. sample_rate=44100), "
                                f"got {sample_rate!r}")

@@ -1,31 +1,140 @@
-"""Command line: `anyref train`, `anyref predict`, `anyref eval`, `anyref pretrain`, `anyref scene`."""
+"""Command line: `anyref train`, `anyref predict`, `anyref eval`, `anyref pretrain`, `anyref scene`.
+
+Each subcommand is one `_add_*` function in SUBCOMMANDS that registers its parser and sets `run`; add a command by
+appending such a function. Every error the package raises on purpose is printed in one line with exit status 2.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import AnyRefError
+from .config import PRESETS
+from .errors import AnyRefError, AnyRefInputError, AnyRefUsageError, AnyRefWarning
+from .train import TrainConfig
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what --out may write (matplotlib's imsave, through Pillow for JPEG)
+TRAIN_DEFAULTS = TrainConfig()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises AnyRefUsageError instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        error = AnyRefUsageError(f"{message} (see `{self.prog} --help`)")
+        error.prog = self.prog
+        raise error
+
+
+# ---- argument types: each refuses a bad value with a message argparse shows as "argument --x: <message>" --------------
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    return _number(text, int, minimum=1, words="a positive integer")
+
+
+def count(text: str) -> int:
+    """An integer >= 0."""
+    return _number(text, int, minimum=0, words="a non-negative integer")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _number(text, float, minimum=0, words="a positive number")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _number(text: str, kind, *, minimum, words: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {words}, got {text!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {words}, got {text!r}")
+    return value
+
+
+# ---- files: checked before any model is loaded or trained ----------------------------------------------------------
+
+def check_output_image(path: str, *, flag: str = "--out", inputs: tuple = ()) -> Path:
+    """An image path we may write: a known suffix, an existing folder, not a folder itself, none of the inputs."""
+    out = Path(path)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise AnyRefInputError(f"{flag} {path!r} must end in one of {', '.join(IMAGE_SUFFIXES)} (the image format)")
+    if out.is_dir():
+        raise AnyRefInputError(f"{flag} {path!r} is a folder; give a file name such as {str(out / 'overlay.png')!r}")
+    if not out.parent.is_dir():
+        raise AnyRefInputError(f"{flag} {path!r}: the folder {str(out.parent)!r} does not exist; create it first")
+    if any(Path(p).resolve() == out.resolve() for p in inputs if p):
+        raise AnyRefInputError(f"{flag} {path!r} is one of the input files; write the overlay somewhere else")
+    return out
+
+
+def read_image(path: str, *, flag: str):
+    """A PNG/JPEG file as a checked uint8 (H, W, 3) array, or an error naming the flag and the file."""
+    from PIL import Image
+
+    from .predict import check_image
+    from .viz import load_image
+
+    file = Path(path)
+    if not file.is_file():
+        raise AnyRefInputError(f"{flag} {path!r} {'is a folder' if file.is_dir() else 'does not exist'}; give a PNG "
+                               "or JPEG file")
+    try:
+        image = load_image(file)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise AnyRefInputError(f"{flag} {path!r} cannot be read as an image ({error}); give a PNG or JPEG "
+                               "file") from None
+    try:
+        return check_image(image).numpy()
+    except AnyRefInputError as error:
+        raise AnyRefInputError(f"{flag} {path!r}: {error}") from None
+
+
+def check_new_folder(path: str, *, flag: str, overwrite: bool) -> Path:
+    """A folder to write a model into: absent, empty, or (with --overwrite) replaceable; never a file."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise AnyRefInputError(f"{flag} {path!r} is a file; give a folder name")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise AnyRefInputError(f"{flag} {path!r} is not empty; pass --overwrite to replace it or choose another {flag}")
+    return folder
+
+
+# ---- subcommands -------------------------------------------------------------------------------------------------
 
 def _train(args) -> None:
     import torch
 
     from .config import preset
+    from .data import training_sample
+    from .data.tasks import task_sample
     from .model import AnyRefModel
-    from .train import TrainConfig, train
+    from .train import train
 
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise AnyRefError(f"{str(out)!r} is not empty; pass --overwrite to replace it or choose another --out")
+    out = check_new_folder(args.out, flag="--out", overwrite=args.overwrite)
+    run_dir = Path(args.run_dir) if args.run_dir else out.with_name(out.name + "-run")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise AnyRefInputError(f"--run-dir {str(run_dir)!r} is a file; give a folder for the checkpoints")
+    tasks = _task_mix(args.tasks)
+    if tasks is None:  # the first sample: image size and mixture are checked before the model is built
+        training_sample(0, seed=args.seed, image_size=args.image_size)
+    else:
+        task_sample(0, seed=args.seed, image_size=args.image_size, mix=tasks)
     torch.manual_seed(args.seed)
     model = AnyRefModel(preset(args.preset))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          image_size=args.image_size, warmup_steps=min(100, max(1, args.steps // 10)),
                          checkpoint_every=args.checkpoint_every, time_budget_s=args.minutes * 60 if args.minutes else None,
-                         tasks=_task_mix(args.tasks))
-    result = train(model, config, run_dir=args.run_dir or out.with_name(out.name + "-run"), resume=args.resume)
+                         tasks=tasks)
+    result = train(model, config, run_dir=run_dir, resume=args.resume)
     model.save_pretrained(out, overwrite=args.overwrite)
     print(f"trained {result.steps} steps in {result.wall_s:.0f} s; final loss {result.losses[-1]:.3f}; saved to {out}")
 
@@ -41,41 +150,46 @@ def _task_mix(spec: list[str] | None):
     mix = []
     for item in spec:
         name, _, weight = item.partition("=")
-        if name not in TASKS or not weight:
-            raise AnyRefError(f"--tasks takes task=weight pairs with tasks from {TASKS}, got {item!r}")
-        mix.append((name, float(weight)))
+        try:
+            value = float(weight)
+        except ValueError:
+            value = math.nan
+        if name not in TASKS or not math.isfinite(value) or value < 0:
+            raise AnyRefInputError(f"--tasks takes task=weight pairs (a weight >= 0) with tasks from {TASKS}, "
+                                   f"got {item!r}")
+        mix.append((name, value))
     return tuple(mix)
 
 
 def _predict(args) -> None:
+    from .audio import load_waveform
     from .model import AnyRefModel
     from .predict import predict
-    from .viz import load_image, overlay, save_image
+    from .viz import overlay, save_image
 
+    inputs = (args.image, *(args.example or ()), args.audio)
+    out = check_output_image(args.out, inputs=inputs) if args.out else None
+    image = read_image(args.image, flag="--image")
+    examples = [read_image(path, flag="--example") for path in args.example] if args.example else None
+    audio = load_waveform(args.audio) if args.audio else None  # (T,) at 16 kHz, read before the model loads
     model = AnyRefModel.from_pretrained(args.model)
-    def read(path: str, what: str):
-        if not Path(path).is_file():
-            raise AnyRefError(f"{what} {path!r} does not exist")
-        return load_image(Path(path))
-
-    image = read(args.image, "image")
-    examples = [read(path, "example image") for path in args.example] if args.example else None
-    pred = predict(model, image, args.text, box=args.box, examples=examples, audio=args.audio)
+    pred = predict(model, image, args.text, box=args.box, examples=examples, audio=audio,
+                   sample_rate=16000 if audio is not None else None)
     print(json.dumps({"answer": pred.text, "masks": len(pred.masks),
                       "mask_pixels": [int(m.sum()) for m in pred.masks]}))
-    if args.out:
-        save_image(args.out, overlay(image, pred.masks))
-        print(f"overlay written to {args.out}")
+    if out:
+        save_image(out, overlay(image, pred.masks))
+        print(f"overlay written to {out}")
 
 
 def _eval(args) -> None:
     from .data import split_samples
-    from .model import AnyRefModel
     from .evaluate import evaluate_referring
+    from .model import AnyRefModel
 
+    samples = {s: split_samples(s, num=args.num, image_size=args.image_size) for s in args.splits}
     model = AnyRefModel.from_pretrained(args.model)
-    scores = {s: evaluate_referring(model, split_samples(s, num=args.num, image_size=args.image_size), desc=s)
-              for s in args.splits}
+    scores = {s: evaluate_referring(model, samples[s], desc=s) for s in args.splits}
     print(json.dumps(scores, indent=2))
 
 
@@ -84,8 +198,9 @@ def _scene(args) -> None:
     from .tokens import segment_question
     from .viz import save_image
 
+    out = check_output_image(args.out)
     sample = training_sample(args.index, seed=args.seed, image_size=args.image_size)
-    save_image(args.out, sample.scene.image)
+    save_image(out, sample.scene.image)
     print(json.dumps({"image": args.out, "expression": sample.expression,
                       "question": segment_question(sample.expression)}))
 
@@ -99,28 +214,26 @@ def _pretrain(args) -> None:
     print(json.dumps(metrics, indent=2))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `anyref` command."""
-    parser = argparse.ArgumentParser(prog="anyref", description="AnyRef, rebuilt to be learned.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train on ShapeScenes text referring, or on the task mixture (--tasks)")
-    train.add_argument("--preset", default="mini")
-    train.add_argument("--steps", type=int, default=800)
-    train.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--image-size", type=int, default=128)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--preset", default="mini", choices=sorted(PRESETS))
+    train.add_argument("--steps", type=positive_int, default=TRAIN_DEFAULTS.steps)
+    train.add_argument("--minutes", type=positive_float, default=None, help="stop after this much training time")
+    train.add_argument("--batch-size", type=positive_int, default=TRAIN_DEFAULTS.batch_size)
+    train.add_argument("--lr", type=positive_float, default=TRAIN_DEFAULTS.lr)
+    train.add_argument("--image-size", type=positive_int, default=TRAIN_DEFAULTS.image_size)
+    train.add_argument("--seed", type=count, default=TRAIN_DEFAULTS.seed)
     train.add_argument("--tasks", nargs="*", default=None, metavar="TASK=WEIGHT",
                        help="train on the task mixture (no values: the default mixture); without it: text referring")
-    train.add_argument("--checkpoint-every", type=int, default=100)
+    train.add_argument("--checkpoint-every", type=positive_int, default=TRAIN_DEFAULTS.checkpoint_every)
     train.add_argument("--run-dir", default=None, help="checkpoint folder (default: OUT-run)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     train.add_argument("--out", required=True, help="where to save the trained model")
     train.set_defaults(run=_train)
 
+
+def _add_predict(sub) -> None:
     pred = sub.add_parser("predict", help="answer about an image from text, a box, example images or audio, with masks")
     pred.add_argument("--model", required=True)
     pred.add_argument("--image", required=True)
@@ -129,47 +242,94 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a region reference, in pixels of --image")
     pred.add_argument("--example", action="append", default=None,
                       help="an example image of the object to find (repeat for few-shot)")
-    pred.add_argument("--audio", default=None, help="a wav file whose sounding object to segment (read with soundfile)")
-    pred.add_argument("--out", default=None, help="write a PNG overlay of the masks")
+    pred.add_argument("--audio", default=None, help="a wav file whose sounding object to segment (stereo is averaged)")
+    pred.add_argument("--out", default=None, help=f"write an overlay of the masks ({', '.join(IMAGE_SUFFIXES)})")
     pred.set_defaults(run=_predict)
 
+
+def _add_eval(sub) -> None:
     ev = sub.add_parser("eval", help="cIoU / gIoU on ShapeScenes splits")
     ev.add_argument("--model", required=True)
-    ev.add_argument("--splits", nargs="+", default=["val", "testA", "testB"])
-    ev.add_argument("--num", type=int, default=200)
-    ev.add_argument("--image-size", type=int, default=128)
+    ev.add_argument("--splits", nargs="+", default=["val", "testA", "testB"], choices=["val", "testA", "testB"])
+    ev.add_argument("--num", type=positive_int, default=200)
+    ev.add_argument("--image-size", type=positive_int, default=TRAIN_DEFAULTS.image_size)
     ev.set_defaults(run=_eval)
 
+
+def _add_pretrain(sub) -> None:
     pre = sub.add_parser("pretrain", help="pretrain a miniature ingredient (CLIP, SAM, LLaVA, ImageBind-audio)")
     pre.add_argument("ingredient", choices=["clip", "sam", "llava", "audio"])
-    pre.add_argument("--steps", type=int, default=None, help="fewer steps for a quick look (default: the shipped recipe)")
+    pre.add_argument("--steps", type=positive_int, default=None,
+                     help="fewer steps for a quick look (default: the shipped recipe)")
     pre.add_argument("--out", default=None, help="where to save (default: data/ingredients/<name>-mini)")
     pre.add_argument("--clip", default=None, help="CLIP-mini folder that LLaVA-mini and audio-mini build on")
     pre.add_argument("--overwrite", action="store_true", help="replace existing weights in --out")
     pre.add_argument("--run-dir", default=None, help="keep checkpoints here (every 100 steps) so a run can resume")
     pre.add_argument("--resume", action="store_true", help="continue from the checkpoint in --run-dir")
-    pre.add_argument("--region-steps", type=int, default=None,
+    pre.add_argument("--region-steps", type=count, default=None,
                      help="CLIP-mini's second stage: steps of pairs + region term "
                           "(default: the recipe's 4000; 0 with --steps)")
     pre.add_argument("--device", default="cpu", help="where CLIP-mini trains (e.g. cuda); the others train on the CPU")
     pre.set_defaults(run=_pretrain)
 
+
+def _add_scene(sub) -> None:
     scene = sub.add_parser("scene", help="write a ShapeScenes image and a question about it")
-    scene.add_argument("--index", type=int, default=0)
-    scene.add_argument("--seed", type=int, default=0)
-    scene.add_argument("--image-size", type=int, default=128)
+    scene.add_argument("--index", type=count, default=0)
+    scene.add_argument("--seed", type=count, default=0)
+    scene.add_argument("--image-size", type=positive_int, default=TRAIN_DEFAULTS.image_size)
     scene.add_argument("--out", required=True)
     scene.set_defaults(run=_scene)
+
+
+SUBCOMMANDS = [_add_train, _add_predict, _add_eval, _add_pretrain, _add_scene]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `anyref` command: one subparser per function in SUBCOMMANDS."""
+    parser = Parser(prog="anyref", description="AnyRef, rebuilt to be learned.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; AnyRef errors are printed as one line, not a traceback."""
+@contextmanager
+def _notes_on_stderr(prog: str):
+    """Show AnyRefWarnings (inputs the package adjusted) as one "PROG: note: ..." line each on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AnyRefWarning)
+        show = warnings.showwarning
+
+        def note(message, category, *rest, **kwargs):
+            if issubclass(category, AnyRefWarning):
+                print(f"{prog}: note: {message}", file=sys.stderr)
+            else:
+                show(message, category, *rest, **kwargs)
+
+        warnings.showwarning = note
+        yield
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Parse and run one command; its AnyRefErrors propagate, carrying the command's name in `error.prog`."""
     args = build_parser().parse_args(argv)
+    prog = f"anyref {args.command}"
     try:
-        args.run(args)
+        with _notes_on_stderr(prog):
+            args.run(args)
     except AnyRefError as error:
-        print(f"anyref {args.command}: error: {error}", file=sys.stderr)
+        error.prog = getattr(error, "prog", prog)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; AnyRef errors are printed as one line (exit status 2), not a traceback."""
+    try:
+        run(argv)
+    except AnyRefError as error:
+        message = " ".join(str(error).split())
+        print(f"{getattr(error, 'prog', 'anyref')}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audio import AudioConfig, imagebind_huge_audio_config
 from .errors import AnyRefConfigError
+from .schema import build, check_value
 
 
 @dataclass
@@ -103,25 +105,10 @@ class AnyRefConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AnyRefConfig":
-        """Rebuild a config from `to_dict` output, rejecting unknown keys."""
-        sections = {"vision": VisionConfig, "llm": LLMConfig, "sam": SAMConfig, "audio": AudioConfig,
-                    "trainable": TrainableConfig}
-        kwargs = {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key, value in data.items():
-            if key not in known:
-                raise AnyRefConfigError(f"unknown config key {key!r}; known keys: {sorted(known)}")
-            if key in sections:
-                sub_known = {f.name for f in dataclasses.fields(sections[key])}
-                unknown = set(value) - sub_known
-                if unknown:
-                    raise AnyRefConfigError(f"unknown {key} config keys {sorted(unknown)}; known: {sorted(sub_known)}")
-                if "global_attn_indexes" in value:
-                    value = {**value, "global_attn_indexes": tuple(value["global_attn_indexes"])}
-                value = sections[key](**value)
-            kwargs[key] = value
-        return cls(**kwargs)
+    def from_dict(cls, data: dict, *, source: str = "config") -> "AnyRefConfig":
+        """Rebuild a config from `to_dict` output; unknown keys, wrong types and missing sections are refused
+        (`source` names the file in the message)."""
+        return build(cls, data, source=source)
 
     def save(self, path: str | Path) -> None:
         """Write config.json."""
@@ -129,8 +116,19 @@ class AnyRefConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "AnyRefConfig":
-        """Read config.json."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read config.json, or raise an AnyRefConfigError that names the file and what is wrong in it."""
+        source = repr(str(path))
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise AnyRefConfigError(f"cannot read config file {source} ({error.__class__.__name__}: {error}); "
+                                    "check that it is a readable UTF-8 text file") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise AnyRefConfigError(f"config file {source} is not valid JSON ({error}); fix it, or write it again "
+                                    "with AnyRefConfig.save(path)") from None
+        return cls.from_dict(data, source=source)
 
 
 def _micro() -> AnyRefConfig:
@@ -192,8 +190,9 @@ def preset(name: str, **overrides) -> AnyRefConfig:
     if name not in PRESETS:
         raise AnyRefConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     config = PRESETS[name]()
+    hints = typing.get_type_hints(AnyRefConfig)
     for key, value in overrides.items():
-        if not hasattr(config, key):
-            raise AnyRefConfigError(f"unknown config field {key!r}")
-        setattr(config, key, value)
+        if key not in hints:
+            raise AnyRefConfigError(f"unknown config field {key!r}; the fields are {sorted(hints)}")
+        setattr(config, key, check_value(value, hints[key], source=f"preset({name!r})", key=key))
     return config

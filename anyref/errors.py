@@ -15,3 +15,11 @@ class AnyRefInputError(AnyRefError):
 
 class AnyRefCheckpointError(AnyRefError):
     """A checkpoint directory is missing, incomplete or does not match the model."""
+
+
+class AnyRefUsageError(AnyRefInputError):
+    """A command-line argument that argparse refused: missing, unknown, or of the wrong type."""
+
+
+class AnyRefWarning(UserWarning):
+    """A note about an input the package adjusted for you (e.g. a stereo wav averaged to mono)."""

@@ -399,13 +399,13 @@ class AnyRefModel(nn.Module):
             raise
         except Exception as error:  # torch, transformers and peft refuse impossible sizes with many error types
             raise AnyRefCheckpointError(f"{str(path / CONFIG_FILE)!r} describes a model that cannot be built "
-                                        f"({type(error).__name__}: {_first_line(error)}); correct the sizes in it, "
+                                        f"({type(error).__name__}: {_line(error, -1)}); correct the sizes in it, "
                                         "or save the model again") from None
         weights = path / WEIGHTS_FILE
         try:
             load_model(model, str(weights), strict=True)
         except (SafetensorError, OSError) as error:
-            raise AnyRefCheckpointError(f"{str(weights)!r} is not a readable safetensors file ({_first_line(error)});"
+            raise AnyRefCheckpointError(f"{str(weights)!r} is not a readable safetensors file ({_line(error)});"
                                         " it is damaged or of another format (pickles are never loaded): save the "
                                         "model again") from None
         except RuntimeError as error:
@@ -423,7 +423,7 @@ def load_saved_tokenizer(folder: Path):
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except Exception as error:  # damaged files surface as KeyError, ValueError, OSError or tokenizers' bare Exception
         raise AnyRefCheckpointError(f"the tokenizer in {str(folder)!r} cannot be loaded ({type(error).__name__}: "
-                                    f"{_first_line(error)}); restore its files or save the model again") from None
+                                    f"{_line(error)}); restore its files or save the model again") from None
     absent = [token for token in SPECIAL_TOKENS if token not in tokenizer.get_vocab()]
     if absent:
         raise AnyRefCheckpointError(f"the tokenizer in {str(folder)!r} lacks the special tokens {absent}; save it "
@@ -431,13 +431,13 @@ def load_saved_tokenizer(folder: Path):
     return tokenizer
 
 
-def _first_line(error: Exception) -> str:
-    """An exception's message cut to its first non-empty line."""
+def _line(error: Exception, index: int = 0) -> str:
+    """One non-empty line of an exception's message (the first by default), cut to 300 characters."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(error).__name__
+    return lines[index][:300] if lines else type(error).__name__
 
 
 def _mismatch(error: RuntimeError) -> str:
     """The first detail of torch's state-dict error: a size mismatch, or missing or unexpected keys."""
     details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
-    return (details[0] if details else _first_line(error))[:300]
+    return (details[0] if details else _line(error))[:300]

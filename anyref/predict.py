@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .audio import load_waveform
 from .errors import AnyRefInputError
-from .referring import AUD_REF_SPAN, IMG_REF_SPAN, Audio, Example, Region, check_example
+from .referring import AUD_REF_SPAN, IMG_REF_SPAN, Audio, Example, Region, check_box, check_example
 from .tokens import AUD_REF_START, AUDIO_QUESTION, EXAMPLE_QUESTION, IMG_REF_START, REGION_QUESTION, segment_question
 
 
@@ -52,8 +53,11 @@ def gather_references(*, box=None, examples=None, audio=None, sample_rate: int |
     """Convenience inputs -> reference objects: a box, one example image or a list of them, a wav path or waveform."""
     references: list = []
     if box is not None:
-        references.append(Region(tuple(box)))
+        references.append(Region(box))
     if examples is not None:
+        if isinstance(examples, (str, Path)):
+            raise AnyRefInputError(f"examples takes images (uint8 (h, w, 3) arrays), got the path {str(examples)!r}; "
+                                   "read it first with anyref.viz.load_image")
         crops = [examples] if isinstance(examples, (np.ndarray, torch.Tensor)) else list(examples)
         if not crops:
             raise AnyRefInputError("examples is an empty list; give at least one example image")
@@ -63,6 +67,31 @@ def gather_references(*, box=None, examples=None, audio=None, sample_rate: int |
     elif sample_rate is not None:
         raise AnyRefInputError("sample_rate was given without audio")
     return references
+
+
+def check_reference_list(references, *, height: int, width: int) -> list:
+    """Region / Example / Audio objects with boxes inside the (height, width) image, or an error naming the item."""
+    if not isinstance(references, (list, tuple)):
+        raise AnyRefInputError(f"references must be a list of Region, Example or Audio objects, got "
+                               f"{type(references).__name__}")
+    for i, reference in enumerate(references):
+        if isinstance(reference, Region):
+            check_box(reference.box, height=height, width=width)
+        elif isinstance(reference, Example):
+            check_example(reference.image)
+        elif not isinstance(reference, Audio):
+            raise AnyRefInputError(f"references[{i}] is a {type(reference).__name__}, not a reference; wrap it as "
+                                   "Region(box), Example(image) or Audio(waveform) from anyref.referring, or pass "
+                                   "box=, examples= or audio= instead")
+    return list(references)
+
+
+def check_max_new_tokens(value) -> int | None:
+    """None (the model's config.max_new_tokens) or a positive int."""
+    if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
+        raise AnyRefInputError(f"max_new_tokens must be a positive int (or None for the model's default), got "
+                               f"{value!r}")
+    return None if value is None else int(value)
 
 
 def default_question(references: list) -> str:
@@ -87,11 +116,16 @@ def predict(model, image, text: str | None = None, *, box=None, examples=None, a
     into one probability map (none: zeros), the maps averaged into ONE mask, with the first grounded answer's text;
     no mask at all when no pass answered with `<obj>`.
     """
+    if not callable(getattr(model, "generate", None)):
+        raise AnyRefInputError(f"model must be an AnyRefModel (e.g. AnyRefModel.from_pretrained(folder)), got "
+                               f"{type(model).__name__}")
     image = check_image(image)
+    max_new_tokens = check_max_new_tokens(max_new_tokens)
     if references is None:
         references = gather_references(box=box, examples=examples, audio=audio, sample_rate=sample_rate)
-    elif any(x is not None for x in (box, examples, audio)):
+    elif any(x is not None for x in (box, examples, audio, sample_rate)):
         raise AnyRefInputError("pass either references=[...] or box/examples/audio, not both")
+    references = check_reference_list(references, height=image.shape[0], width=image.shape[1])
     text = default_question(references) if text is None else check_text(text)
     model.eval()
     slots = text.count(IMG_REF_START) + text.count(AUD_REF_START)

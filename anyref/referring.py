@@ -52,6 +52,8 @@ Reference = Region | Example | Audio
 def check_box(box, *, height: int, width: int) -> tuple[float, float, float, float]:
     """A valid (x1, y1, x2, y2) inside an image of that size, or an error naming the problem."""
     try:
+        if isinstance(box, (str, bytes)):
+            raise TypeError
         x1, y1, x2, y2 = (float(v) for v in box)
     except (TypeError, ValueError):
         raise AnyRefInputError(f"a box is four numbers (x1, y1, x2, y2) in pixels, got {box!r}") from None
@@ -134,7 +136,8 @@ def expand_spans(ids: list[int], *, img_start: int, img_end: int, aud_start: int
             out += [IMG_REF_FEATURE] * IMG_REF_TOKENS
         elif tok == aud_start and following == aud_end:
             out += [AUD_REF_FEATURE] * AUD_REF_TOKENS
-        elif tok in (img_start, aud_start):
+        elif tok in (img_start, aud_start) or tok in (img_end, aud_end) and (i == 0 or ids[i - 1] != img_start
+                                                                            and ids[i - 1] != aud_start):
             raise AnyRefInputError("a reference is written as an empty pair, '<img.ref></img.ref>' or "
                                    "'<aud.ref></aud.ref>'; the model fills in the features")
     return out

@@ -13,7 +13,8 @@ IMAGE_TOKEN = "<image>"
 OBJ_TOKEN = "<obj>"  # `[SEG]` in LISA and the official code
 IMG_REF_START, IMG_REF_END = "<img.ref>", "</img.ref>"
 AUD_REF_START, AUD_REF_END = "<aud.ref>", "</aud.ref>"
-SPECIAL_TOKENS = (IMAGE_TOKEN, OBJ_TOKEN, IMG_REF_START, IMG_REF_END, AUD_REF_START, AUD_REF_END)
+REFERENCE_TOKENS = (IMG_REF_START, IMG_REF_END, AUD_REF_START, AUD_REF_END)  # a question may quote these
+SPECIAL_TOKENS = (IMAGE_TOKEN, OBJ_TOKEN, *REFERENCE_TOKENS)
 IGNORE_INDEX = -100
 
 SEGMENT_QUESTION = "Can you segment {exp} in this image?"
@@ -122,8 +123,9 @@ def encode(tokenizer, question: str, answer: str | None = None, *, max_tokens: i
     question = question.strip()
     if not question:
         raise AnyRefInputError("the text is empty; ask something, e.g. 'Can you segment the red circle in this image?'")
-    if IMAGE_TOKEN in question or (answer and IMAGE_TOKEN in answer):
-        raise AnyRefInputError(f"{IMAGE_TOKEN} is added by the model; remove it from the text")
+    check_question(tokenizer, question)
+    if answer and IMAGE_TOKEN in answer:
+        raise AnyRefInputError(f"{IMAGE_TOKEN} is added by the model; remove it from the answer")
     prompt = tokenizer(prompt_text(question), add_special_tokens=False).input_ids
     prompt = [tokenizer.bos_token_id, *prompt] if tokenizer.bos_token_id is not None else prompt
     _check_known_words(tokenizer, question, prompt)
@@ -149,6 +151,7 @@ def encode_conversation(tokenizer, turns, *, max_tokens: int) -> tuple[list[int]
     (first_question, first_answer), *later = turns
     ids, labels = encode(tokenizer, first_question, first_answer, max_tokens=max_tokens)
     for question, answer in later:
+        check_question(tokenizer, question)
         prompt = tokenizer(f"{USER} {question.strip()} {ASSISTANT}", add_special_tokens=False).input_ids
         _check_known_words(tokenizer, question, prompt)
         reply = _reply_ids(tokenizer, answer)
@@ -158,6 +161,16 @@ def encode_conversation(tokenizer, turns, *, max_tokens: int) -> tuple[list[int]
         raise AnyRefInputError(f"the conversation is {len(ids)} tokens long; at most {max_tokens} fit "
                                f"(max_text_tokens={max_tokens}); use fewer turns")
     return ids, labels
+
+
+def check_question(tokenizer, question: str) -> None:
+    """Refuse special tokens typed into a question: `<image>` and `<obj>` are the model's, `<s>`, `</s>`, `<pad>`...
+    the tokenizer's; only the empty reference pairs may be quoted."""
+    typed = [token for token in tokenizer.all_special_tokens if token not in REFERENCE_TOKENS and token in question]
+    if typed:
+        raise AnyRefInputError(f"the text contains the special token(s) {typed}, which are added by the model, not "
+                               "typed; remove them (quote a reference only as an empty '<img.ref></img.ref>' or "
+                               "'<aud.ref></aud.ref>' pair)")
 
 
 def _reply_ids(tokenizer, answer: str) -> list[int]:

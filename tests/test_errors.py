@@ -61,7 +61,7 @@ def test_unknown_preset():
 
 
 def test_unknown_config_key():
-    with pytest.raises(AnyRefConfigError, match="unknown config key"):
+    with pytest.raises(AnyRefConfigError, match="unknown key"):
         AnyRefConfig.from_dict({"presett": "mini"})
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import AnyRefInputError
+
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "diamond")
 COLOURS = {
     "red": (220, 45, 45),
@@ -131,24 +133,24 @@ def grid_cell(x: float, y: float, *, grid: int, height: float, width: float) -> 
 
 
 def _check_image_size(image_size: int) -> None:
-    """Raise ValueError unless image_size is an int within the supported range."""
+    """Raise AnyRefInputError unless image_size is an int within the supported range."""
     is_int = isinstance(image_size, (int, np.integer))
     if not (is_int and MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE):
-        raise ValueError(
+        raise AnyRefInputError(
             f"image_size must be an int in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got {image_size!r}"
         )
 
 
 def _check_kind(kind: str) -> None:
-    """Raise ValueError unless kind is a known sample kind."""
+    """Raise AnyRefInputError unless kind is a known sample kind."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise AnyRefInputError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
 def _check_index(name: str, value: int) -> None:
-    """Raise ValueError unless value is a non-negative int (SeedSequence entries must be)."""
+    """Raise AnyRefInputError unless value is a non-negative int (SeedSequence entries must be)."""
     if not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        raise AnyRefInputError(f"{name} must be a non-negative int, got {value!r}")
 
 
 def _pixel_grid(x0: int, x1: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -276,12 +278,12 @@ def make_scene(
     """Render a random scene of non-overlapping coloured shapes."""
     _check_image_size(image_size)
     if min_objects < 1 or min_objects > max_objects:
-        raise ValueError(
+        raise AnyRefInputError(
             "need 1 <= min_objects <= max_objects, "
             f"got min_objects={min_objects}, max_objects={max_objects}"
         )
     if not 0.0 <= duplicate_prob <= 1.0:
-        raise ValueError(f"duplicate_prob must be in [0, 1], got {duplicate_prob!r}")
+        raise AnyRefInputError(f"duplicate_prob must be in [0, 1], got {duplicate_prob!r}")
     scale = image_size / REFERENCE_SIZE
     for _ in range(SCENE_TRIES):
         count = int(rng.integers(min_objects, max_objects + 1))
@@ -292,7 +294,7 @@ def make_scene(
         if len(placed) >= min_objects:
             break
     else:
-        raise ValueError(
+        raise AnyRefInputError(
             f"could not fit min_objects={min_objects} shapes into a {image_size} px image; lower it"
         )
     image = _background(rng, image_size)  # (H, W, 3) float32
@@ -412,7 +414,7 @@ def training_sample(
     for kind in kinds:
         _check_kind(kind)
     if not kinds or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"mix needs non-negative weights with a positive sum, got {mix!r}")
+        raise AnyRefInputError(f"mix needs non-negative weights with a positive sum, got {mix!r}")
     rng = np.random.default_rng(np.random.SeedSequence([0, seed, index]))
     kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
     return make_sample(rng, kind=kind, image_size=image_size)
@@ -428,7 +430,7 @@ def _split_kind(split: str, index: int) -> str:
 def split_samples(split: str, *, num: int = 200, image_size: int = 128) -> list[ReferringSample]:
     """Fixed evaluation samples of a split ("val", "testA", "testB"), identical on every call."""
     if split not in SPLIT_ID:
-        raise ValueError(f"unknown split {split!r}; valid splits are {tuple(SPLIT_ID)}")
+        raise AnyRefInputError(f"unknown split {split!r}; valid splits are {tuple(SPLIT_ID)}")
     _check_index("num", num)
     return [
         make_sample(
