@@ -75,17 +75,24 @@ def evaluate_text(answer, *, num: int, progress: bool = True) -> dict:
             for split in ("val", "testA", "testB")}
 
 
-def evaluate_reg(answer, *, num: int, meteor: bool = True, progress: bool = True) -> dict:
-    """Region description from a box: CIDEr, METEOR and exact match of the words, and the grounded mask's cIoU."""
+def score_reg(answer, samples, *, meteor: bool = True, progress: bool = True, desc: str = "reg",
+              references=lambda sample: sample.target_text) -> dict:
+    """CIDEr, METEOR and exact match of the words before `<obj>` against each sample's `references(sample)` (a
+    string or a list of them), and the grounded mask's cIoU."""
     answer = as_answerer(answer)
-    predictions, references, meter = [], [], IoUMeter()
-    for sample in tqdm(task_split("reg", "val", num=num), disable=not progress, desc="reg"):
+    predictions, truths, meter = [], [], IoUMeter()
+    for sample in tqdm(samples, disable=not progress, desc=desc):
         pred = answer(sample)
         predictions.append(words_before_obj(pred.text))
-        references.append(sample.target_text)
+        truths.append(references(sample))
         meter.update(union_mask(pred.masks, sample.scene.image.shape[:2]), _target(sample))
-    return {**reg_scores(predictions, references, meteor=meteor), "mask_ciou": meter.ciou,
-            "examples": [{"prediction": p, "reference": r} for p, r in list(zip(predictions, references))[:5]]}
+    return {**reg_scores(predictions, truths, meteor=meteor), "mask_ciou": meter.ciou,
+            "examples": [{"prediction": p, "reference": r} for p, r in list(zip(predictions, truths))[:5]]}
+
+
+def evaluate_reg(answer, *, num: int, meteor: bool = True, progress: bool = True) -> dict:
+    """Region description from a box: CIDEr, METEOR and exact match of the words, and the grounded mask's cIoU."""
+    return score_reg(answer, task_split("reg", "val", num=num), meteor=meteor, progress=progress)
 
 
 def evaluate_image(answer, *, num: int, shots: int, progress: bool = True) -> dict:

@@ -168,12 +168,13 @@ def _meteor():
     return Meteor()
 
 
-def reg_scores(predictions: list[str], references: list[str], *, meteor: bool = True) -> dict:
+def reg_scores(predictions: list[str], references: list, *, meteor: bool = True) -> dict:
     """Region-description scores: CIDEr, METEOR (pycocoevalcap; METEOR runs on Java) and exact match.
 
-    Both sides go through `normalise_caption` first (no PTB tokenizer). CIDEr's idf comes from the references
-    given, so it needs several different references: with one distinct reference every n-gram's idf is 0.
-    meteor=False skips METEOR (reported as None), e.g. for quick validation during training.
+    Each reference is a string or a list of them (all sentences of a ref, as COCO caption evaluation takes them;
+    exact match: equal to any). Both sides go through `normalise_caption` first (no PTB tokenizer). CIDEr's idf
+    comes from the references given, so it needs several different references: with one distinct reference every
+    n-gram's idf is 0. meteor=False skips METEOR (reported as None), e.g. for quick validation during training.
     """
     if len(predictions) != len(references) or not predictions:
         raise AnyRefInputError(f"need as many predictions as references, at least one; got {len(predictions)} "
@@ -181,9 +182,10 @@ def reg_scores(predictions: list[str], references: list[str], *, meteor: bool = 
     from pycocoevalcap.cider.cider import Cider
 
     res = {i: [normalise_caption(text)] for i, text in enumerate(predictions)}
-    gts = {i: [normalise_caption(text)] for i, text in enumerate(references)}
+    gts = {i: [normalise_caption(t) for t in ([texts] if isinstance(texts, str) else texts)]
+           for i, texts in enumerate(references)}
     scores = {"cider": float(Cider().compute_score(gts, res)[0]), "meteor": None,
-              "exact_match": float(np.mean([res[i] == gts[i] for i in res])), "n": len(predictions)}
+              "exact_match": float(np.mean([res[i][0] in gts[i] for i in res])), "n": len(predictions)}
     if meteor:
         if shutil.which("java") is None:
             raise AnyRefError("METEOR needs Java (a `java` executable on PATH, e.g. OpenJDK 17); install it, or "
