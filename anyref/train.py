@@ -1,26 +1,17 @@
-"""A plain PyTorch training loop: AdamW, warm-up + cosine, progress bar, periodic checkpoints and exact resume."""
+"""AnyRef training on ShapeScenes: the batches of each step and the loss of one step, run by `anyref.engine`."""
 from __future__ import annotations
 
-import math
-import random
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from tqdm.auto import tqdm
-
 from .batching import collate, collate_tasks
-from .checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from .data import training_sample
+from .engine import Recipe, RunResult, lr_factor, run, seed_everything
 
+__all__ = ["TrainConfig", "TrainResult", "batch_at", "lr_factor", "seed_everything", "step_loss", "train"]
 RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "time_budget_s", "stop_after")  # a resume may change these
-# On CPU, PyTorch's flash-attention backward is several times slower than the plain maths for our short sequences.
-TRAIN_ATTENTION = [SDPBackend.MATH] if not torch.cuda.is_available() else [SDPBackend.FLASH_ATTENTION,
-                                                                           SDPBackend.EFFICIENT_ATTENTION,
-                                                                           SDPBackend.MATH]
+LOSS_PARTS = ("ce", "bce", "dice")
+TrainResult = RunResult  # per-step losses and their ce / bce / dice parts, steps run, wall time
 
 
 @dataclass
@@ -43,44 +34,6 @@ class TrainConfig:
     stop_after: int | None = None  # stop early (and checkpoint) after this many steps of the `steps`-long schedule
 
 
-@dataclass
-class TrainResult:
-    """What a run did: the per-step losses, how many steps ran, wall time."""
-
-    losses: list[float] = field(default_factory=list)
-    parts: list[dict] = field(default_factory=list)
-    steps: int = 0
-    wall_s: float = 0.0
-
-
-def seed_everything(seed: int) -> None:
-    """Fix Python, numpy and torch RNGs (data, initialisation and training are then reproducible on CPU)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def lr_factor(step: int, *, warmup: int, total: int) -> float:
-    """Linear warm-up then cosine decay to zero."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def make_optimizer(model, config: TrainConfig):
-    """AdamW over trainable parameters (no decay on biases and norms) and its warm-up/cosine schedule."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, warmup=config.warmup_steps, total=config.steps))
-    return optimizer, schedule
-
-
 def batch_at(step: int, model, config: TrainConfig):
     """The batch of a step, a pure function of (seed, step): resuming replays exactly the same data."""
     indices = range(step * config.batch_size, (step + 1) * config.batch_size)
@@ -93,45 +46,23 @@ def batch_at(step: int, model, config: TrainConfig):
     return collate(samples, model.tokenizer, max_tokens=model.config.max_text_tokens)
 
 
+def step_loss(model, batch) -> dict:
+    """The loss of one training step on `batch` (Eq. 3) and its ce / bce / dice parts (scalar tensors)."""
+    out = model(batch.to(model.device))
+    return {key: out[key] for key in ("loss", *LOSS_PARTS)}
+
+
 def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False,
           progress: bool = True, callback=None) -> TrainResult:
     """Train on ShapeScenes text referring; checkpoints to run_dir/checkpoint every `checkpoint_every` steps.
 
     `callback(steps_done, model, result)` runs after every step (e.g. periodic evaluation; it must restore train mode).
     """
-    folder = Path(run_dir) / "checkpoint" if run_dir else None
-    optimizer, schedule = make_optimizer(model, config)
-    start, result = 0, TrainResult()
-    if check_resumable(folder, resume=resume):
-        start, history = load_checkpoint(folder, model, optimizer, schedule, asdict(config), may_change=RUN_LENGTH_KEYS)
-        result = TrainResult(**history, steps=start)
-    else:
-        seed_everything(config.seed)
+    recipe = Recipe(**{f.name: getattr(config, f.name) for f in fields(Recipe)})
     model.train()
-    began = time.perf_counter() - result.wall_s
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress, desc="train")
-    for step in bar:
-        with sdpa_kernel(TRAIN_ATTENTION):
-            out = model(batch_at(step, model, config).to(model.device))
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        result.losses.append(float(out["loss"].detach()))
-        result.parts.append({k: round(float(out[k].detach()), 5) for k in ("ce", "bce", "dice")})
-        result.steps, result.wall_s = step + 1, time.perf_counter() - began
-        if step % config.log_every == 0:
-            bar.set_postfix(loss=f"{result.losses[-1]:.3f}", ce=f"{result.parts[-1]['ce']:.3f}",
-                            dice=f"{result.parts[-1]['dice']:.3f}")
-        out_of_time = ((config.time_budget_s is not None and result.wall_s >= config.time_budget_s)
-                       or (config.stop_after is not None and step + 1 >= config.stop_after))
-        if folder is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or out_of_time):
-            save_checkpoint(folder, model, optimizer, schedule, step=step + 1, settings=asdict(config),
-                            history={"losses": result.losses, "parts": result.parts, "wall_s": result.wall_s})
-        if callback is not None:
-            callback(step + 1, model, result)
-        if out_of_time:
-            break
+    result = run(lambda step: step_loss(model, batch_at(step, model, config)), model, recipe,
+                 settings=asdict(config), may_change=RUN_LENGTH_KEYS,
+                 folder=Path(run_dir) / "checkpoint" if run_dir else None, resume=resume, progress=progress,
+                 callback=callback and (lambda steps, result: callback(steps, model, result)))
     model.eval()
     return result

@@ -50,3 +50,18 @@ def test_existing_checkpoint_is_not_overwritten(tmp_path):
     different_init = AnyRefModel(preset("micro"))
     with pytest.raises(ValueError, match="frozen weights"):
         train(different_init, config, run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_train_runs_step_loss_on_batch_at():
+    """train() is the engine stepping `step_loss(model, batch_at(step))`: its first loss is that function's value."""
+    from anyref.train import batch_at, step_loss
+
+    model, result = _run(1)
+    torch.manual_seed(3)
+    fresh = AnyRefModel(preset("micro")).train()
+    config = TrainConfig(steps=1, batch_size=2, image_size=64, seed=3)
+    torch.manual_seed(3)  # train() seeds every RNG with config.seed before its first step
+    out = step_loss(fresh, batch_at(0, fresh, config))
+    assert set(out) == {"loss", "ce", "bce", "dice"} and float(out["loss"].detach()) == result.losses[0]
+    assert result.parts[0] == {k: round(float(out[k].detach()), 5) for k in ("ce", "bce", "dice")}
+    assert not model.training  # train() leaves the model in eval mode
