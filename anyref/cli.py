@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
         raise error
 
 
-# ---- argument types: each refuses a bad value with a message argparse shows as "argument --x: <message>" --------------
+# ---- argument types: each refuses a bad value with a message argparse shows as "argument --x: <message>" ----------
 
 def positive_int(text: str) -> int:
     """An integer >= 1."""
@@ -48,6 +48,17 @@ def positive_float(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
+
+
+def device(text: str) -> str:
+    """A torch device name: cpu, cuda, cuda:1, mps."""
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"must be a torch device such as cpu or cuda, got {text!r}") from None
+    return text
 
 
 def _number(text: str, kind, *, minimum, words: str):
@@ -269,7 +280,8 @@ def _add_pretrain(sub) -> None:
     pre.add_argument("--region-steps", type=count, default=None,
                      help="CLIP-mini's second stage: steps of pairs + region term "
                           "(default: the recipe's 4000; 0 with --steps)")
-    pre.add_argument("--device", default="cpu", help="where CLIP-mini trains (e.g. cuda); the others train on the CPU")
+    pre.add_argument("--device", type=device, default="cpu",
+                     help="where CLIP-mini trains (e.g. cuda); the others train on the CPU")
     pre.set_defaults(run=_pretrain)
 
 
@@ -323,13 +335,17 @@ def run(argv: list[str] | None = None) -> None:
         raise
 
 
+def error_line(error: AnyRefError) -> str:
+    """How the command line shows an error: "anyref CMD: error: MESSAGE", on one line."""
+    return f"{getattr(error, 'prog', 'anyref')}: error: {' '.join(str(error).split())}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; AnyRef errors are printed as one line (exit status 2), not a traceback."""
     try:
         run(argv)
     except AnyRefError as error:
-        message = " ".join(str(error).split())
-        print(f"{getattr(error, 'prog', 'anyref')}: error: {message}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 2
     return 0
 

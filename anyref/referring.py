@@ -56,15 +56,17 @@ def check_box(box, *, height: int, width: int) -> tuple[float, float, float, flo
             raise TypeError
         x1, y1, x2, y2 = (float(v) for v in box)
     except (TypeError, ValueError):
-        raise AnyRefInputError(f"a box is four numbers (x1, y1, x2, y2) in pixels, got {box!r}") from None
+        shown = f"an array of shape {tuple(box.shape)}" if hasattr(box, "shape") else repr(box)[:80]
+        raise AnyRefInputError(f"a box is four numbers (x1, y1, x2, y2) in pixels, got {shown}") from None
+    shown = f"({x1:g}, {y1:g}, {x2:g}, {y2:g})"
     if not all(np.isfinite((x1, y1, x2, y2))):
-        raise AnyRefInputError(f"box {box!r} has a non-finite coordinate")
+        raise AnyRefInputError(f"box {shown} has a non-finite coordinate")
     if x2 < x1 or y2 < y1:
-        raise AnyRefInputError(f"box {box!r} is inverted: give (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2")
+        raise AnyRefInputError(f"box {shown} is inverted: give (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2")
     if x2 - x1 < MIN_BOX_PX or y2 - y1 < MIN_BOX_PX:
-        raise AnyRefInputError(f"box {box!r} is degenerate: it must be at least {MIN_BOX_PX:g} pixels wide and high")
+        raise AnyRefInputError(f"box {shown} is degenerate: it must be at least {MIN_BOX_PX:g} pixels wide and high")
     if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
-        raise AnyRefInputError(f"box {box!r} reaches outside the {width}x{height} image; clip it to "
+        raise AnyRefInputError(f"box {shown} reaches outside the {width}x{height} image; clip it to "
                                f"0 <= x <= {width}, 0 <= y <= {height}")
     return x1, y1, x2, y2
 

@@ -46,11 +46,11 @@ def check_value(value, annotation, *, source: str, key: str):
                 return check_value(value, option, source=source, key=key)
             except AnyRefConfigError:
                 continue
-    elif tuple in (origin, annotation) and isinstance(value, (list, tuple)):
-        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        if inner is None:
-            return tuple(value)
-        return tuple(check_value(v, inner, source=source, key=f"{key}[{i}]") for i, v in enumerate(value))
+    elif tuple in (origin, annotation):
+        if isinstance(value, (list, tuple)):
+            if len(args) != 2 or args[1] is not Ellipsis:
+                return tuple(value)
+            return tuple(check_value(v, args[0], source=source, key=f"{key}[{i}]") for i, v in enumerate(value))
     elif _matches(value, annotation):
         return float(value) if annotation is float else value
     raise AnyRefConfigError(f"{source}: {key} must be {describe(annotation)}, got {value!r} ({_json_type(value)}); "
@@ -78,7 +78,9 @@ def describe(annotation) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(describe(a) for a in args)
     if origin is tuple:
-        return f"a list of {describe(args[0])[2:]}s" if len(args) == 2 and args[1] is Ellipsis else "a list"
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {describe(args[0]).split(' ', 1)[1]}s"  # "an integer" -> "a list of integers"
+        return "a list"
     if annotation is float:
         return "a finite number"
     return JSON_TYPES.get(annotation, getattr(annotation, "__name__", str(annotation)))
