@@ -17,6 +17,7 @@ from torch import nn
 
 from .errors import AnyRefCheckpointError, AnyRefConfigError, AnyRefInputError, AnyRefWarning
 from .schema import build
+from .weights import read_state_dict
 
 MODALITY = "audio"  # the ModuleDict key ImageBind uses for this branch
 GROUPS = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
@@ -400,7 +401,7 @@ def load_imagebind_audio(encoder: AudioEncoder, path: str | Path) -> None:
     if not path.is_file():
         raise AnyRefCheckpointError(f"ImageBind checkpoint {str(path)!r} does not exist; "
                                     "give the path of a local imagebind_huge.pth")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path, "ImageBind checkpoint")
     audio = {k: v for k, v in state.items() if k.startswith(tuple(f"{g}.{MODALITY}." for g in GROUPS))}
     if not audio:
         raise AnyRefCheckpointError(f"{str(path)!r} has no modality_*.audio.* weights; is it an ImageBind state dict?")

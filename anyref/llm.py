@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from .config import LLMConfig
 from .errors import AnyRefCheckpointError
 from .paths import resolve
+from .weights import from_pretrained_folder
 
 
 @contextmanager
@@ -33,7 +34,8 @@ def build_llama(config: LLMConfig, *, vocab_size: int, pad_token_id: int, eos_to
         if not folder.is_dir():
             raise AnyRefCheckpointError(f"LLM folder {str(folder)!r} does not exist")
         with quiet_transformers():
-            model = LlamaForCausalLM.from_pretrained(str(folder), attn_implementation="sdpa")
+            model = from_pretrained_folder(
+                lambda: LlamaForCausalLM.from_pretrained(str(folder), attn_implementation="sdpa"), folder, "LLM folder")
         model.resize_token_embeddings(vocab_size)
     else:
         llama_config = LlamaConfig(

@@ -11,6 +11,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from .config import SAMConfig
 from .errors import AnyRefCheckpointError
 from .paths import resolve
+from .weights import read_safetensors, read_state_dict
 
 
 def build_sam(config: SAMConfig) -> Sam:
@@ -46,11 +47,9 @@ def load_sam_checkpoint(sam: Sam, path: str | Path) -> None:
         raise AnyRefCheckpointError(f"SAM checkpoint {str(path)!r} does not exist; give the path of a local "
                                     "sam_vit_*.pth file (or SAM-mini's model.safetensors)")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
+        state = read_safetensors(path, "SAM checkpoint")
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state_dict(path, "SAM checkpoint")
     missing, unexpected = sam.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise AnyRefCheckpointError(f"SAM checkpoint {str(path)!r} does not match the configured SAM "

@@ -11,6 +11,7 @@ from .config import VisionConfig
 from .errors import AnyRefCheckpointError, AnyRefConfigError
 from .paths import resolve
 from .llm import quiet_transformers
+from .weights import from_pretrained_folder, read_safetensors
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -63,16 +64,14 @@ def install_conv_stem(model) -> None:
 
 def load_clip_folder(model_class, folder: Path):
     """A transformers CLIP(Vision)Model from a local folder, conv stem included (plain folders load as usual)."""
-    from safetensors.torch import load_file
-
     config = model_class.config_class.from_pretrained(str(folder))
     vision_config = getattr(config, "vision_config", config)
     if not getattr(vision_config, "conv_stem", False):
         with quiet_transformers():  # a full CLIPModel folder also holds the text tower, which is not needed here
-            return model_class.from_pretrained(str(folder))
+            return from_pretrained_folder(lambda: model_class.from_pretrained(str(folder)), folder, "CLIP folder")
     model = model_class(config)
     install_conv_stem(model)
-    state = load_file(str(folder / "model.safetensors"))
+    state = read_safetensors(folder / "model.safetensors", "CLIP weights")
     own = model.state_dict()
     prefix = "" if any(k in state for k in own) else "vision_model."  # a CLIPModel file read by a CLIPVisionModel
     missing = sorted(k for k in own if prefix + k not in state)
@@ -158,12 +157,10 @@ def grid_position_table(side: int, channels: int, *, amplitude: float) -> torch.
 
 def load_projector(projector: nn.Module, path: Path) -> None:
     """Load projector weights from a .safetensors file (LLaVA-mini's; the paper: LLaVA's mm_projector)."""
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise AnyRefCheckpointError(f"projector file {str(path)!r} does not exist; train LLaVA-mini with "
                                     "`anyref pretrain llava` or restore data/ingredients from git")
     try:
-        projector.load_state_dict(load_file(str(path)))
+        projector.load_state_dict(read_safetensors(path, "projector file"))
     except RuntimeError as error:
         raise AnyRefCheckpointError(f"projector weights {str(path)!r} do not fit: {error}") from None

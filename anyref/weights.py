@@ -1,7 +1,9 @@
-"""Shipped ingredient weights: a folder with config.json (+ any metrics) and model.safetensors (no pickle)."""
+"""Weight files read without running code: ingredient folders (config.json, model.safetensors), .safetensors and
+.pth state dicts, transformers folders; a damaged or hostile file is an AnyRefCheckpointError that names it."""
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -76,3 +78,44 @@ def load_weights(module, folder: str | Path) -> None:
                                     "folder from git or train it again with `anyref pretrain ...`") from None
     except RuntimeError as error:
         raise AnyRefCheckpointError(f"weights in {str(folder)!r} do not match the module: {error}") from None
+
+
+def read_safetensors(path: str | Path, what: str) -> dict:
+    """The tensors of a .safetensors file (`what` names it in errors)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise AnyRefCheckpointError(f"{what} {str(path)!r} is not a readable safetensors file ({error}); it is "
+                                    "damaged or of another format: replace it with the original file") from None
+
+
+def read_state_dict(path: str | Path, what: str) -> dict:
+    """A plain state dict from a .pth file, loaded with torch.load(weights_only=True): a pickle cannot run code."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise AnyRefCheckpointError(f"{what} {str(path)!r} is not a plain state dict ({first[:200]}); it was "
+                                    "refused and nothing in it ran: replace it with the original file") from None
+    if not isinstance(state, dict):
+        raise AnyRefCheckpointError(f"{what} {str(path)!r} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def from_pretrained_folder(load, folder: Path, what: str):
+    """`load()` a transformers model from `folder`, naming the folder's weights file when it cannot be read."""
+    from safetensors import SafetensorError
+
+    try:
+        return load()
+    except (SafetensorError, OSError, pickle.UnpicklingError, EOFError) as error:
+        files = [name for name in ("model.safetensors", "pytorch_model.bin") if (folder / name).exists()]
+        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise AnyRefCheckpointError(f"{what} {str(folder)!r} cannot be loaded from {files or 'its files'} "
+                                    f"({first[:200]}); nothing in it ran: restore the folder or train it again"
+                                    ) from None

@@ -168,8 +168,12 @@ class _Bomb:
         return (open, (self.marker, "w"))
 
 
-def _plant(path, marker):
-    torch.save({"state": _Bomb(marker)}, path)
+def _plant(path, marker, *, raw=False):
+    """A pickle at `path` whose loading creates `marker`: a bare pickle (`raw`) or torch.save's zip archive."""
+    if raw:
+        path.write_bytes(pickle.dumps({"state": _Bomb(marker)}))
+    else:
+        torch.save({"state": _Bomb(marker)}, path)
     assert pickle.loads(pickle.dumps(_Bomb(marker))) and marker.exists()  # the bomb works when unpickled ...
     marker.unlink()  # ... so its marker shows whether loading unpickled it
 
@@ -212,3 +216,123 @@ def test_a_pickle_planted_as_the_pointer_never_runs(tmp_path, capsys):
     _plant(tmp_path / "run" / checkpoint.LATEST, tmp_path / "ran")
     assert _run(tmp_path / "run", resume=True, steps=2)[0].steps == 2  # the one complete checkpoint, said on stderr
     assert "latest" in capsys.readouterr().err and not (tmp_path / "ran").exists()
+
+
+def _tiny_llm_folder(folder):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(folder)
+
+
+def _tiny_clip_folder(folder):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     image_size=32, patch_size=8)).save_pretrained(folder)
+
+
+def _model_folder(folder):
+    from anyref import AnyRefModel, preset
+
+    torch.manual_seed(0)
+    AnyRefModel(preset("micro")).save_pretrained(folder)
+
+
+def _ingredient_folder(folder):
+    from anyref.weights import save_ingredient
+
+    save_ingredient(torch.nn.Linear(2, 2), {"in": 2}, folder)
+
+
+def _load_model(folder):
+    from anyref import AnyRefModel
+
+    AnyRefModel.from_pretrained(folder)
+
+
+def _load_ingredient(folder):
+    from anyref.weights import load_weights
+
+    load_weights(torch.nn.Linear(2, 2), folder)
+
+
+def _load_llm(folder):
+    from anyref.config import LLMConfig
+    from anyref.llm import build_llama
+
+    build_llama(LLMConfig(pretrained_path=str(folder)), vocab_size=32, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+
+
+def _load_clip(folder):
+    from transformers import CLIPVisionModel
+
+    from anyref.vision import load_clip_folder
+
+    load_clip_folder(CLIPVisionModel, folder)
+
+
+def _load_sam(path):
+    from anyref.config import preset
+    from anyref.sam import build_sam, load_sam_checkpoint
+
+    load_sam_checkpoint(build_sam(preset("micro").sam), path)
+
+
+def _load_imagebind(path):
+    from anyref.audio import AudioEncoder, load_imagebind_audio
+    from anyref.config import preset
+
+    load_imagebind_audio(AudioEncoder(preset("micro").audio), path)
+
+
+def _load_projector(path):
+    from anyref.vision import load_projector
+
+    load_projector(torch.nn.Linear(2, 2), path)
+
+
+def _load_refs(path):
+    from anyref.formats.safe_pickle import load_plain_pickle
+
+    load_plain_pickle(path, "REFER refs file")
+
+
+# what makes the folder, the file planted in it, what loads it (from the folder, or the file), what the error names
+HOSTILE = {
+    "model weights": (_model_folder, "model.safetensors", _load_model, "model.safetensors"),
+    "model config": (_model_folder, "config.json", _load_model, "config.json"),
+    "model tokenizer": (_model_folder, "tokenizer/tokenizer.json", _load_model, "tokenizer"),
+    "model tokenizer config": (_model_folder, "tokenizer/tokenizer_config.json", _load_model, "tokenizer"),
+    "ingredient weights": (_ingredient_folder, "model.safetensors", _load_ingredient, "model.safetensors"),
+    "ingredient config": (_ingredient_folder, "config.json", _load_ingredient, "config.json"),
+    "LLM weights": (_tiny_llm_folder, "model.safetensors", _load_llm, "model.safetensors"),
+    "LLM .bin weights": (_tiny_llm_folder, "pytorch_model.bin", _load_llm, "pytorch_model.bin"),
+    "CLIP weights": (_tiny_clip_folder, "model.safetensors", _load_clip, "model.safetensors"),
+    "CLIP .bin weights": (_tiny_clip_folder, "pytorch_model.bin", _load_clip, "pytorch_model.bin"),
+    "SAM .pth": (None, "sam.pth", _load_sam, "sam.pth"),
+    "SAM .safetensors": (None, "sam.safetensors", _load_sam, "sam.safetensors"),
+    "ImageBind .pth": (None, "imagebind.pth", _load_imagebind, "imagebind.pth"),
+    "projector": (None, "projector.safetensors", _load_projector, "projector.safetensors"),
+    "REFER refs pickle": (None, "refs(unc).p", _load_refs, "refs(unc).p"),
+}
+
+
+@pytest.mark.parametrize("raw", [False, True])
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_pickle_planted_where_models_and_data_load_never_runs(tmp_path, case, raw):
+    import re
+
+    from anyref.errors import AnyRefError
+
+    make, name, load, named = HOSTILE[case]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    if make is not None:
+        make(folder)
+    if name.endswith(".bin"):
+        (folder / "model.safetensors").unlink()  # the .bin is all the folder offers
+    _plant(folder / name, tmp_path / "ran", raw=raw)
+    with pytest.raises(AnyRefError, match=re.escape(named)):
+        load(folder if make is not None else folder / name)
+    assert not (tmp_path / "ran").exists()
