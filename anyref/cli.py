@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import PRESETS
 from .errors import AnyRefError, AnyRefInputError, AnyRefUsageError, AnyRefWarning
+from .formats.evaluate_cli import add_eval_parser  # `anyref eval`: ShapeScenes or --data FORMAT:ROOT
 from .train import TrainConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what --out may write (matplotlib's imsave, through Pillow for JPEG)
@@ -193,17 +194,6 @@ def _predict(args) -> None:
         print(f"overlay written to {out}")
 
 
-def _eval(args) -> None:
-    from .data import split_samples
-    from .evaluate import evaluate_referring
-    from .model import AnyRefModel
-
-    samples = {s: split_samples(s, num=args.num, image_size=args.image_size) for s in args.splits}
-    model = AnyRefModel.from_pretrained(args.model)
-    scores = {s: evaluate_referring(model, samples[s], desc=s) for s in args.splits}
-    print(json.dumps(scores, indent=2))
-
-
 def _scene(args) -> None:
     from .data import training_sample
     from .tokens import segment_question
@@ -258,15 +248,6 @@ def _add_predict(sub) -> None:
     pred.set_defaults(run=_predict)
 
 
-def _add_eval(sub) -> None:
-    ev = sub.add_parser("eval", help="cIoU / gIoU on ShapeScenes splits")
-    ev.add_argument("--model", required=True)
-    ev.add_argument("--splits", nargs="+", default=["val", "testA", "testB"], choices=["val", "testA", "testB"])
-    ev.add_argument("--num", type=positive_int, default=200)
-    ev.add_argument("--image-size", type=positive_int, default=TRAIN_DEFAULTS.image_size)
-    ev.set_defaults(run=_eval)
-
-
 def _add_pretrain(sub) -> None:
     pre = sub.add_parser("pretrain", help="pretrain a miniature ingredient (CLIP, SAM, LLaVA, ImageBind-audio)")
     pre.add_argument("ingredient", choices=["clip", "sam", "llava", "audio"])
@@ -294,7 +275,7 @@ def _add_scene(sub) -> None:
     scene.set_defaults(run=_scene)
 
 
-SUBCOMMANDS = [_add_train, _add_predict, _add_eval, _add_pretrain, _add_scene]
+SUBCOMMANDS = [_add_train, _add_predict, add_eval_parser, _add_pretrain, _add_scene]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -188,7 +188,8 @@ def export_avsbench(root, samples: dict, *, subset: str = "s4") -> Path:
     rows = []
     for split, items in samples.items():
         for sample in items:
-            video = Video(f"shapes_{len(rows):05d}", split, sample.target_text.replace(" ", "_") if subset == "s4" else "")
+            category = sample.target_text.replace(" ", "_") if subset == "s4" else ""
+            video = Video(f"shapes_{len(rows):05d}", split, category)
             wav = layout.wav(video)
             wav.parent.mkdir(parents=True, exist_ok=True)
             soundfile.write(str(wav), np.asarray(sample.references[0].waveform, np.float32), SAMPLE_RATE,

@@ -41,7 +41,8 @@ def read_json(path, what: str):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise AnyRefDataError(f"{what} {str(path)!r} is not valid JSON ({error}); re-download or re-export it") from None
+        raise AnyRefDataError(f"{what} {str(path)!r} is not valid JSON ({error}); re-download or re-export "
+                              "it") from None
 
 
 def _open_image(path, what: str):
@@ -60,7 +61,7 @@ def _open_image(path, what: str):
 
 def read_image(path, what: str = "image") -> np.ndarray:
     """An image file as uint8 RGB (H, W, 3)."""
-    return np.asarray(_open_image(path, what).convert("RGB"))
+    return np.array(_open_image(path, what).convert("RGB"))  # writable: torch.from_numpy warns on read-only arrays
 
 
 def read_label(path, what: str = "label") -> np.ndarray:
@@ -68,7 +69,7 @@ def read_label(path, what: str = "label") -> np.ndarray:
     image = _open_image(path, what)
     if image.mode not in ("P", "L"):
         image = image.convert("L")
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)
 
 
 def write_png(path, array: np.ndarray, *, palette: bool = False) -> None:

@@ -6,13 +6,14 @@ The scores go to stdout as JSON ({split: scores}), the paper-shaped table to std
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AnyRefError
+from ..errors import AnyRefError, AnyRefUsageError
 from .common import MIN_PIXELS
 
 
@@ -70,47 +71,72 @@ def load_answerer(model: str, form: Format):
     return model_answerer(AnyRefModel.from_pretrained(model)), Path(model).name
 
 
-def _referring(form: Format, root, split: str, answer, args) -> dict:
-    """cIoU / gIoU of ShapeScenes (in memory) or a REFER split."""
+def _read_referring(form: Format, root, split: str, args):
+    """ShapeScenes (in memory) or REFER text-referring samples."""
+    if root is None:
+        from ..data import SPLIT_ID, split_samples
+
+        if split not in SPLIT_ID:
+            raise AnyRefUsageError(f"argument --split: invalid choice: {split!r} (ShapeScenes splits: "
+                                   f"{', '.join(SPLIT_ID)})")
+        return split_samples(split, num=args.limit or SHAPESCENES_NUM, image_size=args.image_size)
+    from .refer import read_refer
+
+    return read_refer(root, form.dataset, split, split_by=args.split_by, limit=args.limit)
+
+
+def _read_reg(form: Format, root, split: str, args):
+    """REFER region captions."""
+    from .regcaption import read_region_captions
+
+    return read_region_captions(root, form.dataset, split, split_by=args.split_by, limit=args.limit)
+
+
+def _read_avs(form: Format, root, split: str, args):
+    """AVSBench S4 / MS3 frames, video by video."""
+    from .avsbench import read_avsbench
+
+    return read_avsbench(root, form.dataset, split, audio_window=args.audio_window, limit=args.limit)
+
+
+def _read_fewshot(form: Format, root, split: str, args):
+    """A fold's seeded episodes."""
+    from .fewshot import make_episodes, read_fold
+
+    fold = read_fold(root, form.dataset, args.fold, split=split, min_pixels=args.min_pixels)
+    return make_episodes(fold, shots=args.shots, seed=args.seed, episodes=args.episodes, limit=args.limit)
+
+
+def _score_referring(answer, samples, split: str, args) -> dict:
+    """cIoU / gIoU / <obj> rate."""
     from ..evaluate import evaluate_referring
 
-    if root is None:
-        from ..data import split_samples
-
-        samples = split_samples(split, num=args.limit or SHAPESCENES_NUM, image_size=args.image_size)
-    else:
-        from .refer import read_refer
-
-        samples = read_refer(root, form.dataset, split, split_by=args.split_by, limit=args.limit)
     return evaluate_referring(answer, samples, desc=split)
 
 
-def _reg(form: Format, root, split: str, answer, args) -> dict:
-    """METEOR / CIDEr (and mask cIoU) of a REFER split's region captions."""
-    from .regcaption import read_region_captions, score_region_captions
+def _score_reg(answer, samples, split: str, args) -> dict:
+    """METEOR / CIDEr against every sentence, and the grounded mask's cIoU."""
+    from .regcaption import score_region_captions
 
-    samples = read_region_captions(root, form.dataset, split, split_by=args.split_by, limit=args.limit)
     return score_region_captions(answer, samples, meteor=args.meteor, desc=split)
 
 
-def _avs(form: Format, root, split: str, answer, args) -> dict:
-    """AVSBench mIoU / F-score of an S4 or MS3 split."""
-    from .avsbench import read_avsbench, score_avsbench
+def _score_avs(answer, frames, split: str, args) -> dict:
+    """AVSBench mIoU / F-score."""
+    from .avsbench import score_avsbench
 
-    frames = read_avsbench(root, form.dataset, split, audio_window=args.audio_window, limit=args.limit)
     return score_avsbench(answer, frames, frames_per_video=frames.frames_per_video, desc=split)
 
 
-def _fewshot(form: Format, root, split: str, answer, args) -> dict:
-    """One-/few-shot mIoU and FB-IoU of a fold's seeded episodes."""
-    from .fewshot import make_episodes, read_fold, score_fewshot
+def _score_fewshot(answer, episodes, split: str, args) -> dict:
+    """One-/few-shot mIoU and FB-IoU, plain and mask-cropped supports."""
+    from .fewshot import score_fewshot
 
-    fold = read_fold(root, form.dataset, args.fold, split=split, min_pixels=args.min_pixels)
-    return score_fewshot(answer, make_episodes(fold, shots=args.shots, seed=args.seed, episodes=args.episodes,
-                                               limit=args.limit))
+    return score_fewshot(answer, episodes)
 
 
-EVALUATORS = {"referring": _referring, "reg": _reg, "avs": _avs, "fewshot": _fewshot}
+READERS = {"referring": _read_referring, "reg": _read_reg, "avs": _read_avs, "fewshot": _read_fewshot}
+SCORERS = {"referring": _score_referring, "reg": _score_reg, "avs": _score_avs, "fewshot": _score_fewshot}
 
 
 def _check_out(out: str | None) -> Path | None:
@@ -130,9 +156,10 @@ def run_eval(args) -> None:
 
     name, form, root = parse_data(args.data)
     out = _check_out(args.out)
+    data = {split: READERS[form.task](form, root, split, args) for split in args.splits or form.splits}  # files checked
     answer, method = load_answerer(args.model, form)
     began = time.perf_counter()
-    scores = {split: EVALUATORS[form.task](form, root, split, answer, args) for split in args.splits or form.splits}
+    scores = {split: SCORERS[form.task](answer, samples, split, args) for split, samples in data.items()}
     title = form.title + (f" fold {args.fold}" if form.task == "fewshot" else "")
     print(TABLES[form.task](title, method, scores), file=sys.stderr)
     print(json.dumps(scores, indent=2))
@@ -144,6 +171,21 @@ def run_eval(args) -> None:
         print(f"scores written to {out}", file=sys.stderr)
 
 
+def _int_at_least(minimum: int):
+    """An argparse type: an integer >= minimum (0 or 1), refused in the CLI's words otherwise."""
+    words = "a positive integer" if minimum == 1 else "a non-negative integer"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text!r}")
+        return value
+    return parse
+
+
 def add_eval_parser(subparsers) -> None:
     """Register `anyref eval` on the CLI's subparsers."""
     ev = subparsers.add_parser("eval", help="score a model on ShapeScenes or a real benchmark (--data FORMAT:ROOT)",
@@ -153,19 +195,21 @@ def add_eval_parser(subparsers) -> None:
                     help=f"formats: {', '.join(FORMATS)}; ROOT is the data set's folder in its release layout")
     ev.add_argument("--split", "--splits", dest="splits", nargs="+", default=None,
                     help="split(s) to score (default: the paper's columns for the format)")
-    ev.add_argument("--limit", "--num", dest="limit", type=int, default=None,
-                    help=f"score only the first N samples (AVSBench: videos; ShapeScenes: {SHAPESCENES_NUM} by default)")
+    ev.add_argument("--limit", "--num", dest="limit", type=_int_at_least(1), default=None,
+                    help=f"score the first N samples (AVSBench: videos; ShapeScenes: {SHAPESCENES_NUM} if not given)")
     ev.add_argument("--out", default=None, help="also write the scores, options and provenance to this JSON file")
-    ev.add_argument("--image-size", type=int, default=128, help="ShapeScenes image size")
+    ev.add_argument("--image-size", type=_int_at_least(1), default=128,
+                    help="ShapeScenes image size")
     ev.add_argument("--split-by", default=None, help="REFER split file (default: unc for RefCOCO/+, umd for RefCOCOg)")
     ev.add_argument("--no-meteor", dest="meteor", action="store_false", help="REG: skip METEOR (it needs Java)")
     ev.add_argument("--audio-window", choices=("clip", "second"), default="clip",
                     help="AVSBench: each frame hears the whole 5 s clip (the paper) or its own second")
-    ev.add_argument("--fold", type=int, default=0, help="few-shot fold (0-3)")
-    ev.add_argument("--shots", type=int, default=5, help="few-shot supports per episode (one-shot uses the first)")
-    ev.add_argument("--episodes", type=int, default=None,
+    ev.add_argument("--fold", type=_int_at_least(0), default=0, help="few-shot fold (0-3)")
+    ev.add_argument("--shots", type=_int_at_least(1), default=5,
+                    help="few-shot supports per episode (one-shot uses the first)")
+    ev.add_argument("--episodes", type=_int_at_least(1), default=None,
                     help="few-shot episodes, cycling over the queries (default: each query once; HSNet uses 1000)")
-    ev.add_argument("--seed", type=int, default=0, help="few-shot support sampling seed")
-    ev.add_argument("--min-pixels", type=int, default=MIN_PIXELS,
+    ev.add_argument("--seed", type=_int_at_least(0), default=0, help="few-shot support sampling seed")
+    ev.add_argument("--min-pixels", type=_int_at_least(0), default=MIN_PIXELS,
                     help="PFENet lists: a class must cover this many pixels of a query (2 x 32 x 32; 0 for any)")
     ev.set_defaults(run=run_eval)

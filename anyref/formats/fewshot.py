@@ -215,8 +215,9 @@ def make_episodes(data: FoldData, *, shots: int, seed: int = 0, episodes: int | 
     `shots` distinct supports of the class other than the query, drawn by a generator seeded with `seed`."""
     if not data.pairs:
         raise AnyRefDataError("the fold has no queries: no listed image holds a fold class (lower min_pixels?)")
-    if not isinstance(shots, int) or shots < 1:
-        raise AnyRefDataError(f"shots must be a positive int, got {shots!r}")
+    for name, value, minimum in (("shots", shots, 1), ("seed", seed, 0), ("episodes", episodes or 1, 1)):
+        if not isinstance(value, int) or value < minimum:
+            raise AnyRefDataError(f"{name} must be an int >= {minimum}, got {value!r}")
     rng, keys, holders = np.random.default_rng(seed), [], defaultdict(list)  # holders: class -> names, in order
     for name, class_id in data.pairs:
         holders[class_id].append(name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,9 @@ class ReferData:
         compressed = isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), (str, bytes))
         try:
             rles = segmentation if compressed else coco_mask.frPyObjects(segmentation, height, width)
-            decoded = coco_mask.decode(rles)  # (H, W) or (H, W, parts)
+            with warnings.catch_warnings():  # pycocotools' Cython asks numpy 2 for copy=False: harmless, but noisy
+                warnings.simplefilter("ignore", DeprecationWarning)
+                decoded = coco_mask.decode(rles)  # (H, W) or (H, W, parts)
         except (TypeError, ValueError, IndexError, KeyError) as error:
             raise AnyRefDataError(f"{str(self.instances_file)!r}: annotation {annotation['id']} has a segmentation "
                                   f"pycocotools cannot read ({error}); expected COCO polygons or RLE") from None
