@@ -123,8 +123,11 @@ def _prune(folder: Path, *, keep_from: int) -> None:
         doomed = path
         if STEP_NAME.fullmatch(path.name):  # hide it first: a half-deleted folder must not look complete
             doomed = path.with_name(path.name + ".deleting")
+            if doomed.exists():  # left by an earlier kill
+                _file_op(shutil.rmtree, doomed)
             _file_op(os.replace, path, doomed)
-        _file_op(shutil.rmtree, doomed)
+        if doomed.exists():
+            _file_op(shutil.rmtree, doomed)
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------------

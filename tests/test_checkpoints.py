@@ -110,6 +110,21 @@ def test_only_the_two_newest_checkpoints_are_kept(tmp_path):
         [checkpoint.MANIFEST, checkpoint.WEIGHTS, checkpoint.TENSORS, checkpoint.STATE])
 
 
+def test_leftovers_of_earlier_kills_are_cleared(uninterrupted, tmp_path):
+    import shutil
+
+    def stop_at_five(step, result):
+        if step == 5:
+            raise _Kill(step)
+    with pytest.raises(_Kill):
+        _run(tmp_path, callback=stop_at_five)
+    shutil.copytree(tmp_path / "step-000002", tmp_path / "step-000002.deleting")  # a prune killed half way
+    shutil.copytree(tmp_path / "step-000004", tmp_path / "step-000008")  # complete, but not what `latest` names
+    (tmp_path / "step-000006.partial").mkdir()  # a write killed half way
+    assert _run(tmp_path, resume=True)[0].losses == uninterrupted[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-000006", "step-000008"]
+
+
 def _damage(path, how):
     data = path.read_bytes()
     if how == "truncate":
