@@ -96,6 +96,7 @@ class AnyRefConfig:
     ce_weight: float = 1.0  # lambda_text of Eq. 3
     bce_weight: float = 2.0  # lambda_bce of Eq. 3
     dice_weight: float = 0.5  # lambda_dice of Eq. 3
+    prompt_distill_weight: float = 0.0  # mini training aid (not the paper's): anyref.prompt_distill; 0 = off
     max_text_tokens: int = 96
     max_new_tokens: int = 24
     tokenizer_path: str | None = None  # a local tokenizer folder; None builds the ShapeScenes word tokenizer

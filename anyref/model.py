@@ -14,6 +14,7 @@ from .errors import AnyRefCheckpointError, AnyRefError, AnyRefInputError
 from .paths import resolve
 from .llm import add_lora, build_llama
 from .losses import anyref_loss
+from .prompt_distill import distill_loss
 from .referring import (AUD_REF_FEATURE, IMG_REF_FEATURE, Audio, Example, Region, check_box, check_example,
                         check_references, example_features, region_features)
 from .refocus import LastLayerQK, ObjQuery, attention_rows, capture_last_layer, refocus, refocus_weights
@@ -277,6 +278,9 @@ class AnyRefModel(nn.Module):
             targets = self._targets(batch.masks, chosen)
         losses = anyref_loss(logits, labels, mask_logits, targets, ce_weight=self.config.ce_weight,
                              bce_weight=self.config.bce_weight, dice_weight=self.config.dice_weight)
+        if self.config.prompt_distill_weight and supervised:
+            losses["distill"] = distill_loss(self.sam, self.obj_mlp(embeddings[supervised]), targets)
+            losses["loss"] = losses["loss"] + self.config.prompt_distill_weight * losses["distill"]
         return {**losses, "logits": logits, "mask_logits": mask_logits, "obj_embeddings": embeddings,
                 "queries": queries}
 

@@ -30,13 +30,15 @@ def main() -> None:
     parser.add_argument("--region-steps", type=int, default=0)
     parser.add_argument("--every", type=int, default=500)
     parser.add_argument("--lr", type=float, default=clip_mini.CLIPPretrainConfig.lr)
+    parser.add_argument("--conv-stem", action="store_true", help="CLIP-mini with the convolutional stem")
     parser.add_argument("--run-dir", default="build/clip-curve")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", default=str(ATTEMPTS / "clip_curve.json"))
     args = parser.parse_args()
     settings = clip_mini.CLIPPretrainConfig(steps=args.steps, lr=args.lr, region_steps=args.region_steps)
+    report_name = "CLIP-mini" + (" with the conv stem" if args.conv_stem else "")
     tokenizer = build_word_tokenizer()
-    report = {"experiment": "CLIP-mini, shipped recipe run longer: zero-shot crops and centre-patch probe vs steps"
+    report = {"experiment": f"{report_name}, shipped recipe run longer: zero-shot crops and centre-patch probe vs steps"
                             + (f", then {args.region_steps} steps with the region term" if args.region_steps else ""),
               "commit": commit(), "machine": machine(), "settings": vars(settings), "curve": []}
     if args.resume and os.path.exists(args.out):
@@ -60,7 +62,7 @@ def main() -> None:
         with open(args.out, "w") as handle:
             json.dump(report, handle, indent=2)
 
-    config = clip_mini.CLIPMiniConfig()
+    config = clip_mini.CLIPMiniConfig(vision=clip_mini.VisionConfig(conv_stem=args.conv_stem))
     torch.manual_seed(settings.seed)  # as pretrain_clip seeds a CLIP it builds itself
     clip = clip_mini.build_clip(config, tokenizer)
     started = time.time()
