@@ -13,6 +13,9 @@ from .errors import AnyRefConfigError
 from .schema import build, check_value
 
 
+MINI_POSITION_AMPLITUDE = 4.0  # the mini towers' explicit grid positions, about the size of CLIP-mini's features
+
+
 @dataclass
 class VisionConfig:
     """CLIP vision tower (LLaVA's image encoder) and its projector into the LLM."""

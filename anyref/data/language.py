@@ -55,3 +55,22 @@ def question(scene: Scene, rng: np.random.Generator, *, kind: str) -> tuple[str,
     if kind == "where":
         return f"where is {text}?", position_words(obj, image_size)
     raise ValueError(f"unknown question kind {kind!r}; choose one of {QUESTION_KINDS}")
+
+
+def conversation(scene: Scene, rng: np.random.Generator, *, turns: int, tries: int = 20) -> list[tuple[str, str]]:
+    """Up to `turns` (question, answer) pairs about one scene in which no answer is named by an earlier turn.
+
+    LLaVA-Instruct's conversations are multi-turn; here a candidate turn is dropped when any word of its answer was
+    already said (in an earlier question or answer), so a model cannot copy it from the conversation.
+    """
+    chosen: list[tuple[str, str]] = []
+    said: set[str] = set()
+    for _ in range(tries):
+        if len(chosen) == turns:
+            break
+        q, a = question(scene, rng, kind=QUESTION_KINDS[rng.integers(len(QUESTION_KINDS))])
+        if said & set(a.split()):
+            continue
+        chosen.append((q, a))
+        said |= set(q.rstrip("?").split()) | set(a.split())
+    return chosen
