@@ -28,6 +28,7 @@ def build(args) -> AnyRefModel:
         config.trainable.llm_full = True
     config.trainable.projector = args.train_projector
     config.trainable.vision = args.train_vision
+    config.trainable.sam_encoder = args.train_sam_encoder
     config.refocus_weight = args.refocus
     config.prompt_distill_weight = args.distill
     return AnyRefModel(config)
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--llm-full", action="store_true")
     parser.add_argument("--train-projector", action="store_true")
     parser.add_argument("--train-vision", action="store_true")
+    parser.add_argument("--train-sam-encoder", action="store_true")
     parser.add_argument("--refocus", type=float, default=0.1)
     parser.add_argument("--distill", type=float, default=0.0, help="prompt_distill_weight (anyref.prompt_distill)")
     parser.add_argument("--steps", type=int, default=3000)

@@ -50,7 +50,7 @@ class TextTowerConfig:
 class CLIPMiniConfig:
     """Both towers and the shared embedding size."""
 
-    vision: VisionConfig = field(default_factory=VisionConfig)
+    vision: VisionConfig = field(default_factory=lambda: VisionConfig(conv_stem=True))  # the mini's early convolutions
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
     projection_dim: int = 64
 
@@ -59,13 +59,15 @@ class CLIPMiniConfig:
 class CLIPPretrainConfig:
     """Hyper-parameters of CLIP-mini pretraining."""
 
-    steps: int = 3000  # stage 1, pairs; zero-shot crops: 0.65 at 500 steps, 0.98 at 2000 (research/curve_clip.py)
+    steps: int = 1500  # stage 1, pairs; with the conv stem zero-shot crops reach 0.96 at 500 steps and 1.00 at 1000
+    # (the patchify tower: 0.65 at 500, 0.98 at 2000; research/curve_clip.py)
     batch_size: int = 48  # image/caption pairs per step
     crop_fraction: float = 0.9  # share of scenes cut into object crops (the others are captioned whole)
     lr: float = 3e-3
     warmup_steps: int = 50
-    region_steps: int = 4000  # stage 2, pairs + region term, from stage 1's weights on its own schedule (0: none);
-    # centre-patch shape probe 0.29 -> 0.49 over 4000 steps (research/results/attempts/clip_region_stage_curve.json)
+    region_steps: int = 2500  # stage 2, pairs + region term, from stage 1's weights on its own schedule (0: none);
+    # conv stem: centre-patch shape probe 0.26 -> 0.78 over the first 1500 steps (research/results/clip_conv_curve.json;
+    # the patchify tower reached 0.49 in 4000, research/results/attempts/clip_region_stage_curve.json)
     region_pairs: int = 16  # image/caption pairs per stage-2 step (they keep the crops' zero-shot accuracy)
     region_scenes: int = 16  # whole scenes per stage-2 step whose patch tokens learn their objects' captions
     region_weight: float = 1.0
