@@ -19,9 +19,24 @@ from anyref.provenance import commit, machine
 from anyref.train import TrainConfig, seed_everything, train
 
 
+def use_ingredients(config, folder: str) -> None:
+    """Point the mini preset at another ingredients folder (clip-mini, llava-mini, sam-mini, audio-mini inside)."""
+    root = Path(folder)
+    config.vision.pretrained_path = str(root / "clip-mini")
+    config.vision.projector_path = str(root / "llava-mini" / "projector.safetensors")
+    config.llm.pretrained_path = str(root / "llava-mini" / "llm")
+    config.tokenizer_path = str(root / "llava-mini" / "tokenizer")
+    if (root / "sam-mini").is_dir():
+        config.sam.checkpoint = str(root / "sam-mini" / "model.safetensors")
+    if (root / "audio-mini").is_dir():
+        config.audio.checkpoint = str(root / "audio-mini")
+
+
 def build(args) -> AnyRefModel:
     """The mini preset with this run's overrides."""
     config = preset(args.preset)
+    if args.ingredients:
+        use_ingredients(config, args.ingredients)
     config.vision.position_amplitude = args.positions
     if args.llm_full:
         config.llm.use_lora = False
@@ -39,6 +54,7 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--preset", default="mini")
     parser.add_argument("--positions", type=float, default=0.0)
+    parser.add_argument("--ingredients", default=None, help="a folder of ingredients to use instead of data/ingredients")
     parser.add_argument("--llm-full", action="store_true")
     parser.add_argument("--train-projector", action="store_true")
     parser.add_argument("--train-vision", action="store_true")
