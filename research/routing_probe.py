@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--kinds", default="attribute")
+    parser.add_argument("--clip", default=None, help="another CLIP-mini folder (its projector then trains too)")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = preset("mini")
@@ -51,10 +52,13 @@ def main() -> None:
     config.llm.use_lora, config.trainable.llm_full = False, True
     if args.fresh_llm:
         config.llm.pretrained_path = None
+    if args.clip:
+        config.vision.pretrained_path = args.clip
+        config.trainable.projector = True
     model = AnyRefModel(config)
     model.image_scale = args.image_scale
     head = torch.nn.Linear(model.llama.config.hidden_size, 2)
-    params = [p for p in model.llama.parameters() if p.requires_grad] + list(head.parameters())
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr)
     mix = tuple((k, 1.0) for k in args.kinds.split(","))
     held = [s for s in split_samples("val", num=200) if s.kind in args.kinds.split(",")][:120]
