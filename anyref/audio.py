@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import load_checked, read_tensors
 from .errors import AnyRefCheckpointError, AnyRefConfigError, AnyRefInputError, AnyRefWarning
 from .schema import build
-from .weights import read_state_dict
 
 MODALITY = "audio"  # the ModuleDict key ImageBind uses for this branch
 GROUPS = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
@@ -401,17 +401,9 @@ def load_imagebind_audio(encoder: AudioEncoder, path: str | Path) -> None:
     if not path.is_file():
         raise AnyRefCheckpointError(f"ImageBind checkpoint {str(path)!r} does not exist; "
                                     "give the path of a local imagebind_huge.pth")
-    state = read_state_dict(path, "ImageBind checkpoint")
+    state = read_tensors(path, "ImageBind checkpoint")
     audio = {k: v for k, v in state.items() if k.startswith(tuple(f"{g}.{MODALITY}." for g in GROUPS))}
     if not audio:
         raise AnyRefCheckpointError(f"{str(path)!r} has no modality_*.audio.* weights; is it an ImageBind state dict?")
-    own = encoder.state_dict()
-    missing, unexpected = sorted(set(own) - set(audio)), sorted(set(audio) - set(own))
-    resized = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in audio.items()
-               if k in own and v.shape != own[k].shape]
-    if missing or unexpected or resized:
-        raise AnyRefCheckpointError(
-            f"audio weights in {str(path)!r} do not match the encoder (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}, wrong shape {resized[:3]}); build it with imagebind_huge_audio_config()"
-        )
-    encoder.load_state_dict(audio)
+    load_checked(encoder, audio, what="ImageBind audio weights (build the encoder with imagebind_huge_audio_config())",
+                 source=path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from .checkpoints import check_llama_folder
 from .config import LLMConfig
 from .errors import AnyRefCheckpointError
 from .paths import resolve
@@ -33,6 +34,7 @@ def build_llama(config: LLMConfig, *, vocab_size: int, pad_token_id: int, eos_to
         folder = resolve(config.pretrained_path)
         if not folder.is_dir():
             raise AnyRefCheckpointError(f"LLM folder {str(folder)!r} does not exist")
+        check_llama_folder(folder)  # transformers would only warn about missing keys and start them random
         with quiet_transformers():
             model = from_pretrained_folder(
                 lambda: LlamaForCausalLM.from_pretrained(str(folder), attn_implementation="sdpa"), folder, "LLM folder")

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from .checkpoints import load_checked, read_tensors
 from .config import SAMConfig
 from .errors import AnyRefCheckpointError
 from .paths import resolve
-from .weights import read_safetensors, read_state_dict
 
 
 def build_sam(config: SAMConfig) -> Sam:
@@ -46,14 +46,7 @@ def load_sam_checkpoint(sam: Sam, path: str | Path) -> None:
     if not path.is_file():
         raise AnyRefCheckpointError(f"SAM checkpoint {str(path)!r} does not exist; give the path of a local "
                                     "sam_vit_*.pth file (or SAM-mini's model.safetensors)")
-    if path.suffix == ".safetensors":
-        state = read_safetensors(path, "SAM checkpoint")
-    else:
-        state = read_state_dict(path, "SAM checkpoint")
-    missing, unexpected = sam.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise AnyRefCheckpointError(f"SAM checkpoint {str(path)!r} does not match the configured SAM "
-                                    f"(missing {missing[:5]}..., unexpected {unexpected[:5]}...); check sam.* sizes")
+    load_checked(sam, read_tensors(path, "SAM checkpoint"), what="SAM checkpoint", source=path)
 
 
 def resize_longest_side(images: torch.Tensor, *, size: int) -> tuple[torch.Tensor, tuple[int, int]]:

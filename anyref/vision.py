@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import check_clip_folder, llava_projector_state, load_checked
 from .config import VisionConfig
 from .errors import AnyRefCheckpointError, AnyRefConfigError
 from .paths import resolve
@@ -67,6 +68,7 @@ def load_clip_folder(model_class, folder: Path):
     config = model_class.config_class.from_pretrained(str(folder))
     vision_config = getattr(config, "vision_config", config)
     if not getattr(vision_config, "conv_stem", False):
+        check_clip_folder(folder)  # transformers would only warn about missing keys and start them random
         with quiet_transformers():  # a full CLIPModel folder also holds the text tower, which is not needed here
             return from_pretrained_folder(lambda: model_class.from_pretrained(str(folder)), folder, "CLIP folder")
     model = model_class(config)
@@ -156,11 +158,12 @@ def grid_position_table(side: int, channels: int, *, amplitude: float) -> torch.
 
 
 def load_projector(projector: nn.Module, path: Path) -> None:
-    """Load projector weights from a .safetensors file (LLaVA-mini's; the paper: LLaVA's mm_projector)."""
-    if not path.is_file():
+    """Load projector weights from a .safetensors file (LLaVA-mini's) or a LLaVA folder's mm_projector (the paper)."""
+    if path.is_dir():
+        state = llava_projector_state(path)
+    elif path.is_file():
+        state = read_safetensors(path, "projector file")
+    else:
         raise AnyRefCheckpointError(f"projector file {str(path)!r} does not exist; train LLaVA-mini with "
                                     "`anyref pretrain llava` or restore data/ingredients from git")
-    try:
-        projector.load_state_dict(read_safetensors(path, "projector file"))
-    except RuntimeError as error:
-        raise AnyRefCheckpointError(f"projector weights {str(path)!r} do not fit: {error}") from None
+    load_checked(projector, state, what="projector weights", source=path)
