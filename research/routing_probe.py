@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--kinds", default="attribute")
+    parser.add_argument("--init-std", type=float, default=None, help="re-initialise the LLM's linear layers")
     parser.add_argument("--clip", default=None, help="another CLIP-mini folder (its projector then trains too)")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -57,6 +58,11 @@ def main() -> None:
         config.trainable.projector = True
     model = AnyRefModel(config)
     model.image_scale = args.image_scale
+    if args.init_std:
+        with torch.no_grad():
+            for module in model.llama.model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.normal_(0.0, args.init_std)
     head = torch.nn.Linear(model.llama.config.hidden_size, 2)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr)
