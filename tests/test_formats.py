@@ -64,7 +64,7 @@ def eval_cli(capsys, *argv) -> dict:
 def refer_copy(tmp_path_factory):
     """ShapeScenes val / testA text samples exported as RefCOCO; (root, the samples)."""
     root = tmp_path_factory.mktemp("refer")
-    samples = {"val": split_samples("val", num=4, image_size=SIZE), "testA": split_samples("testA", num=3, image_size=SIZE)}
+    samples = {split: split_samples(split, num=num, image_size=SIZE) for split, num in (("val", 4), ("testA", 3))}
     export_refer(root, samples)
     return root, samples
 
@@ -436,6 +436,18 @@ def _fewshot(root, fold=0, shots=1):
                 .samples(mask_crop=False))
 
 
+def _hsnet_list_naming_an_absent_class(root: Path) -> None:
+    """An HSNet fold file listing class 1 for two images, only one of which has it."""
+    voc = root / "fewshot/VOC2012"
+    for i, fill in ((0, 1), (1, 0)):
+        shutil.copy(voc / f"JPEGImages/shapes_{i:06d}.png", voc / f"JPEGImages/shapes_{i:06d}.jpg")
+        label = np.zeros((SIZE, SIZE), np.uint8)
+        label[5:15, 5:15] = fill
+        Image.fromarray(label).save(voc / f"SegmentationClassAug/shapes_{i:06d}.png")
+    (root / "fewshot/splits/pascal/val").mkdir(parents=True)
+    (root / "fewshot/splits/pascal/val/fold0.txt").write_text("shapes_000000__01\nshapes_000001__01\n")
+
+
 BAD = {  # name: (damage(root), read(root), the file the message must name (None: no file at fault), a phrase)
     "missing-root": (lambda r: shutil.rmtree(r / "refer"), _refs, "refer", "is not a folder"),
     "missing-refs": (lambda r: (r / REFS).unlink(), _refs, REFS, "does not exist"),
@@ -476,6 +488,8 @@ BAD = {  # name: (damage(root), read(root), the file the message must name (None
         lambda r: (r / "fewshot/splits/pascal/val").mkdir(parents=True) or
         (r / "fewshot/splits/pascal/val/fold0.txt").write_text("shapes_000001__07\n"),
         _fewshot, "fewshot/splits/pascal/val/fold0.txt", r"lists classes \[7\], which this fold does not test"),
+    "support-without-its-class": (_hsnet_list_naming_an_absent_class, _fewshot, None,
+                                  "support 'shapes_000001' is listed for class 1, but its label has no pixel of it"),
 }
 
 

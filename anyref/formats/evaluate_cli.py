@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AnyRefError, AnyRefUsageError
+from ..errors import AnyRefUsageError
 from .common import MIN_PIXELS
 
 
@@ -50,9 +50,9 @@ def parse_data(text: str) -> tuple[str, Format, Path | None]:
     """"FORMAT:ROOT" (or "shapescenes", in memory) -> the format's name, the Format and the root folder."""
     name, _, root = text.partition(":")
     if name not in FORMATS:
-        raise AnyRefError(f"unknown data format {name!r} in --data {text!r}; formats are {tuple(FORMATS)}")
+        raise AnyRefUsageError(f"unknown data format {name!r} in --data {text!r}; formats are {tuple(FORMATS)}")
     if (name == "shapescenes") != (not root):
-        raise AnyRefError(f"--data {text!r}: " + ("ShapeScenes is made in memory; pass --data shapescenes"
+        raise AnyRefUsageError(f"--data {text!r}: " + ("ShapeScenes is made in memory; pass --data shapescenes"
                                                   if root else f"name the folder, e.g. --data {name}:/data/{name}"))
     return name, FORMATS[name], Path(root) if root else None
 
@@ -63,8 +63,8 @@ def load_answerer(model: str, form: Format):
 
     if model == FLOOR:
         if form.task == "avs":
-            raise AnyRefError("--model floor needs every object annotated, and AVSBench annotates only what sounds; "
-                              "evaluate a model folder instead")
+            raise AnyRefUsageError("--model floor needs every object annotated, and AVSBench annotates only what "
+                                   "sounds; evaluate a model folder instead")
         return segment_everything, "floor (segment everything)"
     from ..model import AnyRefModel
 
@@ -145,7 +145,7 @@ def _check_out(out: str | None) -> Path | None:
         return None
     path = Path(out)
     if path.is_dir() or not path.parent.is_dir():
-        raise AnyRefError(f"--out {out!r} must be a file in an existing folder")
+        raise AnyRefUsageError(f"--out {out!r} must be a file in an existing folder")
     return path
 
 
@@ -193,7 +193,7 @@ def add_eval_parser(subparsers) -> None:
     ev.add_argument("--model", required=True, help=f"a model folder, or '{FLOOR}' (segment everything, no words)")
     ev.add_argument("--data", default="shapescenes", metavar="FORMAT:ROOT",
                     help=f"formats: {', '.join(FORMATS)}; ROOT is the data set's folder in its release layout")
-    ev.add_argument("--split", "--splits", dest="splits", nargs="+", default=None,
+    ev.add_argument("--split", "--splits", dest="splits", nargs="+", default=None, metavar="SPLIT",
                     help="split(s) to score (default: the paper's columns for the format)")
     ev.add_argument("--limit", "--num", dest="limit", type=_int_at_least(1), default=None,
                     help=f"score the first N samples (AVSBench: videos; ShapeScenes: {SHAPESCENES_NUM} if not given)")

@@ -170,14 +170,17 @@ def _regions(label: np.ndarray, class_id: int) -> list[np.ndarray]:
     """The connected regions (8-neighbour) of a class in a label map, largest first: (H, W) bool each."""
     from scipy import ndimage
 
-    regions, count = ndimage.label(label == class_id, structure=np.ones((3, 3)))
+    regions, _ = ndimage.label(label == class_id, structure=np.ones((3, 3)))
     sizes = np.bincount(regions.ravel())[1:]  # (count,)
     return [regions == 1 + i for i in np.argsort(-sizes, kind="stable")]
 
 
-def _support(image: np.ndarray, label: np.ndarray, class_id: int, masked: bool) -> Example:
+def _support(name: str, image: np.ndarray, label: np.ndarray, class_id: int, masked: bool) -> Example:
     """A support image's largest region of the class as an Example: a padded square crop, or the region on black."""
-    region = _regions(label, class_id)[0]
+    regions = _regions(label, class_id)
+    if not regions:
+        raise AnyRefDataError(f"support {name!r} is listed for class {class_id}, but its label has no pixel of it")
+    region = regions[0]
     if masked:
         return Example(mask_crop(image, region))
     return Example(object_crop(scene_from_masks(image, [(f"class {class_id}", region, None)]), 0, size=EXAMPLE_SIZE))
@@ -202,7 +205,7 @@ class Episodes:
             present = [c for c in np.unique(label) if c not in (0, IGNORE)]
             scene = scene_from_masks(image, [(f"class {c}", region, None) for c in present
                                              for region in _regions(label, c)])
-            examples = tuple(_support(*self.data.load(name), class_id, mask_crop) for name in supports)
+            examples = tuple(_support(name, *self.data.load(name), class_id, mask_crop) for name in supports)
             name = f"class {class_id}"
             return FewShotSample("image", scene, EXAMPLE_QUESTION, segment_answer(name), (label == class_id)[None],
                                  examples, name, class_id, label == IGNORE)
