@@ -14,8 +14,17 @@ from anyref import AnyRefModel, preset
 from anyref.data import split_samples
 from anyref.provenance import commit, machine
 from anyref.paths import BUILD_DIR, RESULTS_DIR, TEXT_MODEL_DIR
-from anyref.evaluate import evaluate_referring
+from anyref.evaluate import evaluate_referring, segment_everything
 from anyref.train import TrainConfig, seed_everything, train
+
+
+def write_floor(out: Path, *, num: int) -> None:
+    """Add the segment-everything floor of the same evaluation samples to the results file."""
+    report = json.loads(out.read_text())
+    report["floor"] = {"answerer": "segment everything (one mask over every object)", "samples_per_split": num,
+                       **{split: evaluate_referring(segment_everything, split_samples(split, num=num), progress=False)
+                          for split in ("val", "testA", "testB")}}
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def main() -> None:
@@ -30,14 +39,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--eval-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompt-distill", type=float, default=0.0, help="the mini training aid of "
+                        "anyref.prompt_distill (0: the paper's loss alone)")
     parser.add_argument("--run-dir", default=None, help="checkpoint folder (default: build/benchmark-PRESET)")
     parser.add_argument("--save-model", default=None, help="where to save the model (default: the shipped folder "
                         "for --preset mini, nowhere for mini-scratch)")
     parser.add_argument("--out", default=str(RESULTS_DIR / "text_referring_mini.json"))
+    parser.add_argument("--floor-only", action="store_true", help="only (re)compute the segment-everything floor of "
+                        "the evaluation samples into --out")
     args = parser.parse_args()
+    if args.floor_only:
+        write_floor(Path(args.out), num=args.eval_samples)
+        return
 
     seed_everything(args.seed)
-    model = AnyRefModel(preset(args.preset))
+    model = AnyRefModel(preset(args.preset, prompt_distill_weight=args.prompt_distill))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=250, time_budget_s=args.minutes * 60,
                          stop_after=args.stop_after)
@@ -52,7 +68,7 @@ def main() -> None:
         "commit": commit(), "machine": machine(),
         "torch_threads": torch.get_num_threads(), "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps,
         "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup,
-        "schedule_steps": args.steps,
+        "schedule_steps": args.steps, "prompt_distill_weight": args.prompt_distill,
         "stop_after": args.stop_after, "minutes_budget": args.minutes,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,
@@ -63,6 +79,7 @@ def main() -> None:
     runs[args.label or args.preset] = report
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    write_floor(out, num=args.eval_samples)
     save_to = args.save_model or (str(TEXT_MODEL_DIR) if args.preset == "mini" else None)
     if save_to:
         model.save_pretrained(save_to, overwrite=True)
