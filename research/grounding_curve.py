@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=500)
     parser.add_argument("--eval-samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", default=None, help="save the trained model to this folder at the end")
     args = parser.parse_args()
 
     run_dir = Path("build/exp") / args.name
@@ -95,6 +96,8 @@ def main() -> None:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=100, checkpoint_every=250)
     train(model, config, run_dir=run_dir, resume=True, progress=False, callback=score)
+    if args.save:
+        model.save_pretrained(args.save, overwrite=True)
 
 
 if __name__ == "__main__":
