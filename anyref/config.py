@@ -149,11 +149,13 @@ def _micro() -> AnyRefConfig:
 
 def _mini() -> AnyRefConfig:
     # The paper's recipe in miniature: pretrained CLIP-mini, LLaVA-mini and SAM-mini from data/ingredients, frozen
-    # encoders, LoRA on the LLM, trainable token embeddings, mask decoder and gamma.
+    # encoders, LoRA on the LLM, trainable token embeddings, mask decoder and gamma. The miniature's two deviations
+    # live in the vision tower: a conv stem and explicit grid positions (README, "The miniature's deviations").
     return AnyRefConfig(
         preset="mini",
         vision=VisionConfig(pretrained_path="data:ingredients/clip-mini",
-                            projector_path="data:ingredients/llava-mini/projector.safetensors"),
+                            projector_path="data:ingredients/llava-mini/projector.safetensors",
+                            conv_stem=True, position_amplitude=MINI_POSITION_AMPLITUDE),
         llm=LLMConfig(pretrained_path="data:ingredients/llava-mini/llm"),
         sam=SAMConfig(checkpoint="data:ingredients/sam-mini/model.safetensors"),
         audio=AudioConfig(checkpoint="data:ingredients/audio-mini"),
@@ -165,6 +167,7 @@ def _mini_scratch() -> AnyRefConfig:
     # The same sizes with no pretrained ingredient: every part trains from scratch (no LoRA).
     return AnyRefConfig(
         preset="mini-scratch",
+        vision=VisionConfig(conv_stem=True, position_amplitude=MINI_POSITION_AMPLITUDE),
         llm=LLMConfig(use_lora=False),
         trainable=TrainableConfig(vision=True, projector=True, sam_encoder=True, llm_full=True),
     )
