@@ -189,6 +189,22 @@ def _paper() -> AnyRefConfig:
     )
 
 
+RECIPES = ("paper", "full-llm")
+
+
+def with_recipe(config: AnyRefConfig, recipe: str) -> AnyRefConfig:
+    """The paper's recipe (LoRA on q, v; frozen CLIP and projector), or the miniature's "full-llm" deviation, which
+    trains every LLM weight and the projector: at 3 layers and 128 wide, LoRA r8 stayed at the segment-everything
+    floor, while training the whole LLM rose above it (research/results/grounding_I-v2-full.json)."""
+    if recipe not in RECIPES:
+        raise AnyRefConfigError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
+    if recipe == "full-llm":
+        config.llm.use_lora = False
+        config.trainable.llm_full = True
+        config.trainable.projector = True
+    return config
+
+
 PRESETS = {"micro": _micro, "mini": _mini, "mini-scratch": _mini_scratch, "paper": _paper}
 
 

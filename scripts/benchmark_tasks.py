@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from anyref import AnyRefModel, preset
+from anyref.config import RECIPES, with_recipe
 from anyref.data.tasks import DEFAULT_MIX
 from anyref.evaluate import all_objects_baseline, evaluate_tasks
 from anyref.paths import BUILD_DIR, MIXTURE_MODEL_DIR, RESULTS_DIR
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=40, help="samples per task and split")
     parser.add_argument("--shots", type=int, default=5, help="examples in the few-shot evaluation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: LoRA on q, v (Sec. 4); "
+                        "full-llm: the miniature's deviation that trains the whole LLM and the projector")
     parser.add_argument("--run-dir", default=str(BUILD_DIR / "benchmark-tasks"), help="checkpoint folder (resumes)")
     parser.add_argument("--save-model", default=str(MIXTURE_MODEL_DIR))
     parser.add_argument("--out", default=str(RESULTS_DIR / "tasks_mini.json"))
@@ -51,7 +54,7 @@ def main() -> None:
         print(json.dumps(report["baseline_all_objects"], indent=2))
         return
     seed_everything(args.seed)
-    model = AnyRefModel(preset("mini"))
+    model = AnyRefModel(with_recipe(preset("mini"), args.recipe))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=100, time_budget_s=args.minutes * 60,
                          tasks=DEFAULT_MIX)
@@ -65,7 +68,7 @@ def main() -> None:
         "benchmark": "AnyRef-mini on the ShapeScenes task mixture, mini preset (pretrained ingredients), 128px",
         "commit": commit(), "machine": machine(), "torch_threads": torch.get_num_threads(),
         "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps, "schedule_steps": args.steps,
-        "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
+        "recipe": args.recipe, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
         "mixture": dict(DEFAULT_MIX), "eval_samples_per_task": args.eval_samples, "shots": args.shots,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from anyref import AnyRefModel, preset
+from anyref.config import RECIPES, with_recipe
 from anyref.data import split_samples
 from anyref.provenance import commit, machine
 from anyref.paths import BUILD_DIR, RESULTS_DIR, TEXT_MODEL_DIR
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--eval-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: LoRA on q, v (Sec. 4); "
+                        "full-llm: the miniature's deviation that trains the whole LLM and the projector")
     parser.add_argument("--prompt-distill", type=float, default=0.0, help="the mini training aid of "
                         "anyref.prompt_distill (0: the paper's loss alone)")
     parser.add_argument("--run-dir", default=None, help="checkpoint folder (default: build/benchmark-PRESET)")
@@ -53,7 +56,7 @@ def main() -> None:
         return
 
     seed_everything(args.seed)
-    model = AnyRefModel(preset(args.preset, prompt_distill_weight=args.prompt_distill))
+    model = AnyRefModel(with_recipe(preset(args.preset, prompt_distill_weight=args.prompt_distill), args.recipe))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=250, time_budget_s=args.minutes * 60,
                          stop_after=args.stop_after)
@@ -67,7 +70,7 @@ def main() -> None:
         "benchmark": f"text referring, {args.preset} preset, ShapeScenes 128px",
         "commit": commit(), "machine": machine(),
         "torch_threads": torch.get_num_threads(), "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps,
-        "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup,
+        "recipe": args.recipe, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup,
         "schedule_steps": args.steps, "prompt_distill_weight": args.prompt_distill,
         "stop_after": args.stop_after, "minutes_budget": args.minutes,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
