@@ -4,7 +4,8 @@ The paper's five settings: lambda_f = 0 (no refocusing), 0.1 (its choice), 1.0, 
 at 0.1 and at 1.0 (written 0.1+ and 1.0+, the paper's dagger). Every run starts from the same pretrained ingredients,
 with the same schedule, batch, learning rate and data order for a seed, and is scored by greedy generation on the
 same val samples, next to what segment-everything scores on them. Each finished run is written at once to the JSON
-(default data/results/refocus_ablation.json) and skipped when the script is run again with the same settings.
+(default data/results/refocus_ablation.json) and skipped when the script is run again with the same budget and the
+same ingredients (their files' sha256 is part of the budget: runs on other ingredients are not comparable).
 
     python scripts/ablation_refocus.py [--steps 400] [--seeds 0 1] [--settings 0 0.1 1.0 0.1+ 1.0+]
         [--eval-samples 100] [--out PATH]
@@ -15,6 +16,7 @@ take about 40 minutes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ from anyref import AnyRefModel, preset
 from anyref.data import split_samples
 from anyref.errors import AnyRefConfigError
 from anyref.evaluate import evaluate_referring, segment_everything
-from anyref.paths import RESULTS_DIR
+from anyref.paths import INGREDIENTS_DIR, RESULTS_DIR
 from anyref.provenance import commit, machine
 from anyref.train import TrainConfig, seed_everything, train
 
@@ -39,6 +41,16 @@ def parse_setting(name: str) -> tuple[float, bool]:
     except ValueError:
         raise AnyRefConfigError(f"setting {name!r} is not a number, optionally followed by '+' (trainable); "
                                 f"e.g. {' '.join(SETTINGS)}") from None
+
+
+def ingredients_sha256() -> str:
+    """The first 12 hex digits of a sha256 over data/ingredients' weights and configs (not their metrics files)."""
+    digest = hashlib.sha256()
+    for path in sorted(INGREDIENTS_DIR.rglob("*")):
+        if path.is_file() and path.name != "metrics.json":
+            digest.update(str(path.relative_to(INGREDIENTS_DIR)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def run_one(setting: str, *, seed: int, args) -> dict:
@@ -86,10 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     budget = {"preset": args.preset, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-              "warmup_steps": args.warmup, "eval_samples": args.eval_samples, "task": "text referring"}
+              "warmup_steps": args.warmup, "eval_samples": args.eval_samples, "task": "text referring",
+              "ingredients_sha256": ingredients_sha256()}
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
-    if report.get("budget") != budget:  # another budget: the old runs are not comparable, start over
+    if report.get("budget") != budget:  # another budget or other ingredients: the old runs are not comparable
         floor = evaluate_referring(segment_everything, split_samples("val", num=args.eval_samples), progress=False)
         report = {"experiment": "Table 7 in miniature: refocusing weight lambda_f on ShapeScenes text referring",
                   "budget": budget, "segment_everything_val": floor, "runs": []}

@@ -31,6 +31,7 @@ def test_micro_ablation_writes_runs_and_resumes(tmp_path, capsys):
     assert [step for step, _ in learned["lambda_curve"]] == [1, 2, 3]
     assert learned["final_lambda"] != 1.0, "a trainable lambda_f should move"
     assert report["segment_everything_val"]["n"] == 2 and learned["commit"] and learned["train_steps"] == 3
+    assert len(report["budget"]["ingredients_sha256"]) == 12
     ablation.main(argv)  # same budget: nothing re-trained
     assert capsys.readouterr().out.count("already in") == 2
     assert len(json.loads(out.read_text())["runs"]) == 2
