@@ -194,7 +194,10 @@ def test_llava_command_records_its_settings_and_losses(tmp_path, monkeypatch):
     assert all(np.isfinite(v) for v in metrics["final_loss_mean_last50"].values())
 
 
-@pytest.mark.parametrize("steps, region_steps, expected", [(None, None, (3000, 4000)), (5, None, (5, 0)),
+RECIPE = (clip_mini.CLIPPretrainConfig.steps, clip_mini.CLIPPretrainConfig.region_steps)
+
+
+@pytest.mark.parametrize("steps, region_steps, expected", [(None, None, RECIPE), (5, None, (5, 0)),
                                                            (5, 7, (5, 7))])
 def test_clip_command_runs_the_region_stage_unless_a_quick_look(tmp_path, monkeypatch, steps, region_steps, expected):
     from anyref.pretrain.run import pretrain
