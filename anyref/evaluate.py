@@ -58,15 +58,28 @@ def _target(sample) -> np.ndarray:
     return sample.mask if isinstance(sample, ReferringSample) else sample.masks.any(0)
 
 
+def restates_expression(text: str, expression: str) -> bool:
+    """Whether an answer's words before `<obj>`, without punctuation, are exactly the referring expression."""
+    words = words_before_obj(text).replace(".", " ").replace(",", " ").split()
+    return words == expression.split()
+
+
 def evaluate_referring(answer, samples, *, progress: bool = True, desc: str = "eval") -> dict:
-    """Score the union of each answer's masks: cIoU, gIoU, `<obj>` rate. `answer` is a model or an answerer."""
+    """Score the union of each answer's masks: cIoU, gIoU, `<obj>` rate, and for text referring how often the
+    answer restates the expression (the supplement's template: "{exp} <obj>."). `answer` is a model or an answerer."""
     answer = as_answerer(answer)
-    meter, answered = IoUMeter(), 0
+    meter, answered, restated, texts = IoUMeter(), 0, 0, 0
     for sample in tqdm(samples, disable=not progress, desc=desc):
         pred = answer(sample)
         answered += len(pred.masks) > 0
         meter.update(union_mask(pred.masks, sample.scene.image.shape[:2]), _target(sample))
-    return {"ciou": meter.ciou, "giou": meter.giou, "obj_rate": answered / max(1, len(samples)), "n": len(samples)}
+        if isinstance(sample, ReferringSample):
+            texts += 1
+            restated += restates_expression(pred.text, sample.expression)
+    scores = {"ciou": meter.ciou, "giou": meter.giou, "obj_rate": answered / max(1, len(samples)), "n": len(samples)}
+    if texts:
+        scores["answer_restates_expression"] = restated / texts
+    return scores
 
 
 def evaluate_text(answer, *, num: int, progress: bool = True) -> dict:

@@ -53,3 +53,12 @@ def test_an_answer_without_obj_counts_as_an_empty_mask(samples):
 @pytest.mark.parametrize("text, words", [("the red circle <obj>.", "the red circle"), ("nothing", "nothing")])
 def test_words_before_obj(text, words):
     assert words_before_obj(text) == words
+
+
+def test_an_answer_restates_its_expression_only_word_for_word():
+    from anyref.evaluate import restates_expression
+
+    assert restates_expression("the small red star <obj>.", "the small red star")
+    assert restates_expression("the small red star <obj> .", "the small red star")
+    assert not restates_expression("the red star <obj>.", "the small red star")
+    assert not restates_expression("<obj>.", "the small red star")
