@@ -146,6 +146,10 @@ def _train(args) -> None:
                          image_size=args.image_size, warmup_steps=min(100, max(1, args.steps // 10)),
                          checkpoint_every=args.checkpoint_every, time_budget_s=args.minutes * 60 if args.minutes else None,
                          tasks=tasks)
+    if args.deepspeed:  # the same model, batches and loss, stepped by DeepSpeed (anyref/deepspeed_engine.py)
+        from .deepspeed_engine import train_and_save
+        return train_and_save(model, args.deepspeed, config, run_dir=run_dir, resume=args.resume, out=out,
+                              overwrite=args.overwrite)
     result = train(model, config, run_dir=run_dir, resume=args.resume)
     model.save_pretrained(out, overwrite=args.overwrite)
     print(f"trained {result.steps} steps in {result.wall_s:.0f} s; final loss {result.losses[-1]:.3f}; saved to {out}")
@@ -231,6 +235,8 @@ def _add_train(sub) -> None:
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     train.add_argument("--out", required=True, help="where to save the trained model")
+    train.add_argument("--deepspeed", default=None, metavar="CONFIG", help="train through DeepSpeed with this JSON "
+                       "(configs/deepspeed/); its batch, optimizer, schedule and length replace those flags")
     train.set_defaults(run=_train)
 
 
