@@ -1,12 +1,11 @@
 """ImageBind's audio branch (Girdhar et al., 2023): 3 log-mel clips -> ViT -> 3 embeddings bound to images.
 
 Module and parameter names follow ImageBind's `imagebind_model.py`, so `load_imagebind_audio` loads the audio
-weights of an ImageBind-H checkpoint by name into `AudioEncoder(imagebind_huge_audio_config())`.
+weights of an ImageBind-H checkpoint by name into `AudioEncoder(anyref.config.imagebind_huge_audio_config())`.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import load_checked, read_tensors
-from .errors import AnyRefCheckpointError, AnyRefConfigError, AnyRefInputError, AnyRefWarning
-from .schema import build
+from .config import AudioConfig
+from .errors import AnyRefCheckpointError, AnyRefInputError, AnyRefWarning
 
 MODALITY = "audio"  # the ModuleDict key ImageBind uses for this branch
 GROUPS = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
@@ -29,49 +28,6 @@ LOUD_PEAK = 2.0  # float audio lies in [-1, 1]; resampling may overshoot a littl
 MAX_CHANNELS = 8  # to_mono treats the shorter axis as channels when it is at most this long
 MLP_RATIO = 4
 MAX_LOGIT_SCALE = 100.0  # ImageBind's LearnableLogitScaling clip
-
-
-@dataclass(kw_only=True)
-class AudioConfig:
-    """Sizes of the audio encoder and its preprocessing; defaults are the mini size, see imagebind_huge_audio_config."""
-
-    sample_rate: int = 16000
-    clip_seconds: float = 2.0
-    num_clips: int = 3
-    num_mel_bins: int = 64  # ImageBind: 128
-    target_length: int = 204  # fbank frames per clip
-    kernel: int = 16  # patch size of the stem convolution
-    stride: int = 10  # overlapping patches, as in ImageBind / AST
-    embed_dim: int = 64
-    depth: int = 2
-    num_heads: int = 4
-    drop_path: float = 0.0  # ImageBind: 0.1 (progressive over the blocks)
-    out_dim: int = 64  # must equal the dimension of the image embeddings the audio is bound to
-    logit_scale: float = 20.0  # ImageBind's fixed audio logit scale
-    checkpoint: str | None = None  # a full ImageBind state dict (.pth) whose audio weights to load
-
-    def __post_init__(self):
-        if self.embed_dim % self.num_heads:
-            raise AnyRefConfigError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
-        if min(self.num_mel_bins, self.target_length) < self.kernel:
-            raise AnyRefConfigError(f"num_mel_bins ({self.num_mel_bins}) and target_length ({self.target_length}) "
-                                    f"must be at least the patch kernel ({self.kernel})")
-
-    @property
-    def patch_grid(self) -> tuple[int, int]:
-        """(frequency, time) patches per clip."""
-        return tuple((n - self.kernel) // self.stride + 1 for n in (self.num_mel_bins, self.target_length))
-
-    @classmethod
-    def from_dict(cls, data: dict, *, source: str = "audio config") -> "AudioConfig":
-        """Rebuild a config from `dataclasses.asdict` output, refusing unknown keys and wrong types."""
-        return build(cls, data, source=source)
-
-
-def imagebind_huge_audio_config(**overrides) -> AudioConfig:
-    """The audio branch of ImageBind-H (imagebind_huge): 128 mel bins, ViT-B sized trunk, 1024-d output."""
-    sizes = dict(num_mel_bins=128, embed_dim=768, depth=12, num_heads=12, drop_path=0.1, out_dim=1024)
-    return AudioConfig(**{**sizes, **overrides})
 
 
 # ---- waveform preprocessing (ImageBind's data.load_and_transform_audio_data without torchaudio.load) ----------------

@@ -8,11 +8,11 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audio import AudioConfig, imagebind_huge_audio_config
 from .errors import AnyRefConfigError
 from .schema import build, check_value
 
 
+MINI_IMAGE_SIZE = 128  # the miniature's image side in px: ShapeScenes, the mini towers and training
 MINI_POSITION_AMPLITUDE = 4.0  # the mini towers' explicit grid positions, about the size of CLIP-mini's features
 
 
@@ -20,7 +20,7 @@ MINI_POSITION_AMPLITUDE = 4.0  # the mini towers' explicit grid positions, about
 class VisionConfig:
     """CLIP vision tower (LLaVA's image encoder) and its projector into the LLM."""
 
-    image_size: int = 128
+    image_size: int = MINI_IMAGE_SIZE
     patch_size: int = 16
     hidden_size: int = 96
     num_layers: int = 2
@@ -54,7 +54,7 @@ class LLMConfig:
 class SAMConfig:
     """Segment-anything image encoder, prompt encoder and mask decoder."""
 
-    image_size: int = 128
+    image_size: int = MINI_IMAGE_SIZE
     patch_size: int = 8
     embed_dim: int = 64
     depth: int = 2
@@ -82,6 +82,49 @@ class TrainableConfig:
     obj_mlp: bool = True
     audio_encoder: bool = False  # ImageBind stays frozen in the paper
     audio_projection: bool = True
+
+
+@dataclass(kw_only=True)
+class AudioConfig:
+    """Sizes of the audio encoder and its preprocessing; defaults are the mini size, see imagebind_huge_audio_config."""
+
+    sample_rate: int = 16000
+    clip_seconds: float = 2.0
+    num_clips: int = 3
+    num_mel_bins: int = 64  # ImageBind: 128
+    target_length: int = 204  # fbank frames per clip
+    kernel: int = 16  # patch size of the stem convolution
+    stride: int = 10  # overlapping patches, as in ImageBind / AST
+    embed_dim: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    drop_path: float = 0.0  # ImageBind: 0.1 (progressive over the blocks)
+    out_dim: int = 64  # must equal the dimension of the image embeddings the audio is bound to
+    logit_scale: float = 20.0  # ImageBind's fixed audio logit scale
+    checkpoint: str | None = None  # a full ImageBind state dict (.pth) whose audio weights to load
+
+    def __post_init__(self):
+        if self.embed_dim % self.num_heads:
+            raise AnyRefConfigError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+        if min(self.num_mel_bins, self.target_length) < self.kernel:
+            raise AnyRefConfigError(f"num_mel_bins ({self.num_mel_bins}) and target_length ({self.target_length}) "
+                                    f"must be at least the patch kernel ({self.kernel})")
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(frequency, time) patches per clip."""
+        return tuple((n - self.kernel) // self.stride + 1 for n in (self.num_mel_bins, self.target_length))
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "audio config") -> "AudioConfig":
+        """Rebuild a config from `dataclasses.asdict` output, refusing unknown keys and wrong types."""
+        return build(cls, data, source=source)
+
+
+def imagebind_huge_audio_config(**overrides) -> AudioConfig:
+    """The audio branch of ImageBind-H (imagebind_huge): 128 mel bins, ViT-B sized trunk, 1024-d output."""
+    sizes = dict(num_mel_bins=128, embed_dim=768, depth=12, num_heads=12, drop_path=0.1, out_dim=1024)
+    return AudioConfig(**{**sizes, **overrides})
 
 
 @dataclass

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .audio import AudioConfig, AudioEncoder, waveform_to_clips
-from .config import AnyRefConfig
+from .audio import AudioEncoder, waveform_to_clips
+from .config import AnyRefConfig, AudioConfig
+from .data.words import build_word_tokenizer
 from .errors import AnyRefCheckpointError, AnyRefError, AnyRefInputError
 from .paths import resolve
 from .llm import add_lora, build_llama
@@ -86,7 +87,10 @@ class AnyRefModel(nn.Module):
     def __init__(self, config: AnyRefConfig, *, tokenizer=None):
         super().__init__()
         self.config = config
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.tokenizer_path)
+        if tokenizer is None:
+            path = config.tokenizer_path
+            tokenizer = build_word_tokenizer() if path is None else load_tokenizer(path)
+        self.tokenizer = tokenizer
         self.ids = TokenIds.of(self.tokenizer)
         llm = build_llama(config.llm, vocab_size=len(self.tokenizer), pad_token_id=self.ids.pad,
                           eos_token_id=self.ids.eos, bos_token_id=self.tokenizer.bos_token_id)

@@ -1,4 +1,4 @@
-"""Special tokens, the tokenizer, and the supplement's prompt/answer templates (Sec. 3.1.1, supplement 6.2)."""
+"""Special tokens, tokenizer preparation and the supplement's prompt/answer templates (Sec. 3.1.1, supplement 6.2)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,28 +26,6 @@ USER, ASSISTANT = "USER:", "ASSISTANT:"
 # The supplement's templates (segment / region description / image reference / audio reference) and the roles.
 TEMPLATE_WORDS = ("can", "you", "segment", "in", "this", "image", "user", "assistant", "provide", "description", "of",
                   "find", "similar", "object", "that", "makes", "sound")
-PUNCTUATION = (".", "?", ",", ":", "'")
-
-
-def build_word_tokenizer():
-    """A word-level tokenizer over the ShapeScenes vocabulary plus the paper's special tokens."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from .data import vocabulary
-    from .data.language import WORDS
-
-    base = ["<unk>", "<pad>", "<s>", "</s>"]
-    words = sorted(set(TEMPLATE_WORDS) | set(WORDS) | set(vocabulary()))
-    vocab = {tok: i for i, tok in enumerate(base + list(PUNCTUATION) + words)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        clean_up_tokenization_spaces=True,
-    )
-    return add_special_tokens(tokenizer)
 
 
 def add_special_tokens(tokenizer):
@@ -62,10 +40,8 @@ def add_special_tokens(tokenizer):
     return tokenizer
 
 
-def load_tokenizer(path: str | Path | None):
-    """The tokenizer of a config: a local folder (paper: LLaVA's), or the ShapeScenes word tokenizer."""
-    if path is None:
-        return build_word_tokenizer()
+def load_tokenizer(path: str | Path):
+    """A tokenizer from a local folder (paper: LLaVA's), prepared by `add_special_tokens`."""
     from transformers import AutoTokenizer
 
     from .paths import resolve

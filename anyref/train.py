@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .batching import collate, collate_tasks
+from .config import MINI_IMAGE_SIZE
 from .data import training_sample
 from .engine import Recipe, RunResult, lr_factor, run, seed_everything
 
@@ -25,7 +26,7 @@ class TrainConfig:
     warmup_steps: int = 30
     grad_clip: float = 1.0
     seed: int = 0
-    image_size: int = 128
+    image_size: int = MINI_IMAGE_SIZE
     mix: tuple = (("attribute", 0.45), ("spatial", 0.35), ("class", 0.2))
     tasks: tuple | None = None  # a task mixture (anyref.data.tasks.DEFAULT_MIX); None trains text referring on `mix`
     checkpoint_every: int = 100

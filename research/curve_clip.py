@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from anyref.pretrain import clip_mini
+from anyref.data.words import build_word_tokenizer
 from anyref.provenance import commit, machine
-from anyref.tokens import build_word_tokenizer
 from experiment_clip_patch8 import centre_probe
 from lab import ATTEMPTS
 

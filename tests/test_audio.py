@@ -8,16 +8,8 @@ import soundfile
 import torch
 import torch.nn.functional as F
 
-from anyref.audio import (
-    AudioConfig,
-    AudioEncoder,
-    clip_bounds,
-    imagebind_huge_audio_config,
-    load_imagebind_audio,
-    load_waveform,
-    to_mono,
-    waveform_to_clips,
-)
+from anyref.audio import AudioEncoder, clip_bounds, load_imagebind_audio, load_waveform, to_mono, waveform_to_clips
+from anyref.config import AudioConfig, imagebind_huge_audio_config
 from anyref.data import make_scene, object_crop, sound_for
 from anyref.errors import AnyRefCheckpointError, AnyRefInputError, AnyRefWarning
 from anyref.pretrain.audio_mini import (

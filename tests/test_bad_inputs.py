@@ -15,8 +15,8 @@ import soundfile
 import torch
 
 from anyref import AnyRefConfig, AnyRefModel, preset
-from anyref.audio import AudioConfig
 from anyref.cli import error_line, main, run
+from anyref.config import AudioConfig
 from anyref.data import make_scene, object_crop, sound_for
 from anyref.errors import AnyRefCheckpointError as Checkpoint
 from anyref.errors import AnyRefConfigError as Config

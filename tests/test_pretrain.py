@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from anyref.config import LLMConfig, SAMConfig, VisionConfig
+from anyref.data.words import build_word_tokenizer
 from anyref.errors import AnyRefCheckpointError, AnyRefInputError
 from anyref.pretrain import clip_mini, llava_mini, sam_mini
 from anyref.sam import build_sam
-from anyref.tokens import IGNORE_INDEX, IMAGE_TOKEN, build_word_tokenizer, encode, encode_conversation
+from anyref.tokens import IGNORE_INDEX, IMAGE_TOKEN, encode, encode_conversation
 
 MICRO_VISION = dict(image_size=48, patch_size=8, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
 MICRO_SAM = SAMConfig(image_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2, prompt_dim=32,
@@ -55,7 +56,7 @@ def test_clip_pretraining_is_seeded_and_learns(tmp_path):
     _, _, second = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False)
     assert first.losses == second.losses
     torch.manual_seed(settings.seed)
-    given = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
+    given = clip_mini.build_clip(MICRO_CLIP, build_word_tokenizer())
     trained, _, third = clip_mini.pretrain_clip(MICRO_CLIP, settings, progress=False, clip=given)
     assert trained is given and third.losses == first.losses  # a CLIP built by the caller trains the same way
     assert np.mean(first.losses[-3:]) < np.mean(first.losses[:3])
@@ -77,8 +78,8 @@ def test_region_term_pairs_patch_tokens_with_the_object_under_them():
         assert labels[int(y * 6 / 48) * 6 + int(x * 6 / 48)] == index
     covered = scene.masks.reshape(len(scene.objects), 6, 8, 6, 8).mean(axis=(2, 4)).reshape(len(scene.objects), -1)
     assert (covered[labels[labels >= 0], np.nonzero(labels >= 0)[0]] > 0).all()  # a label names an object that is there
-    clip = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
-    loss = clip_mini.region_loss(clip, clip_mini.build_word_tokenizer(), [scene], min_coverage=0.25)
+    clip = clip_mini.build_clip(MICRO_CLIP, build_word_tokenizer())
+    loss = clip_mini.region_loss(clip, build_word_tokenizer(), [scene], min_coverage=0.25)
     loss.backward()
     assert torch.isfinite(loss) and clip.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
 
@@ -103,7 +104,7 @@ def test_clip_region_stage_follows_the_pair_stage_and_resumes(tmp_path):
 
 
 def test_llava_stages_run_on_a_clip_folder(tmp_path):
-    clip = clip_mini.build_clip(MICRO_CLIP, clip_mini.build_word_tokenizer())
+    clip = clip_mini.build_clip(MICRO_CLIP, build_word_tokenizer())
     folder = clip_mini.save_clip_mini(clip, tmp_path / "clip")
     settings = llava_mini.LLaVAPretrainConfig(lm_steps=3, lm_batch=4, align_steps=2, align_batch=2,
                                              instruct_steps=2, instruct_batch=2, instruct_turns=2)

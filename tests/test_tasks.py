@@ -6,9 +6,10 @@ import pytest
 
 from anyref.data import SHAPES, object_crop, split_samples
 from anyref.data.tasks import TASKS, image_split, make_task, task_sample, task_split
+from anyref.data.words import build_word_tokenizer
 from anyref.errors import AnyRefInputError
 from anyref.referring import Audio, Example, Region, check_box, check_example, check_references
-from anyref.tokens import OBJ_TOKEN, build_word_tokenizer, encode
+from anyref.tokens import OBJ_TOKEN, encode
 
 SIZE = 64  # small scenes keep the tests fast
 SPAN = re.compile(r"<img\.ref></img\.ref>|<aud\.ref></aud\.ref>")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import MINI_IMAGE_SIZE
 from ..errors import AnyRefInputError
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "diamond")
@@ -270,7 +271,7 @@ def _tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
 def make_scene(
     rng: np.random.Generator,
     *,
-    image_size: int = 128,
+    image_size: int = MINI_IMAGE_SIZE,
     min_objects: int = 2,
     max_objects: int = 6,
     duplicate_prob: float = 0.5,
@@ -387,7 +388,7 @@ def _candidates(scene: Scene, kind: str) -> list[tuple[str, tuple[int, ...]]]:
     return [(text, targets) for text, targets, k in referring_expressions(scene) if k == kind]
 
 
-def make_sample(rng: np.random.Generator, *, kind: str, image_size: int = 128) -> ReferringSample:
+def make_sample(rng: np.random.Generator, *, kind: str, image_size: int = MINI_IMAGE_SIZE) -> ReferringSample:
     """Draw scenes until one supports kind, then pick one of its valid prompts uniformly."""
     _check_kind(kind)
     duplicate_prob = 1.0 if kind == "spatial" else 0.5
@@ -403,7 +404,7 @@ def training_sample(
     index: int,
     *,
     seed: int,
-    image_size: int = 128,
+    image_size: int = MINI_IMAGE_SIZE,
     mix: tuple[tuple[str, float], ...] = (("attribute", 0.45), ("spatial", 0.35), ("class", 0.2)),
 ) -> ReferringSample:
     """Training sample fully determined by (seed, index); its kind is drawn from mix."""
@@ -427,7 +428,7 @@ def _split_kind(split: str, index: int) -> str:
     return "attribute" if split == "testA" else "spatial"
 
 
-def split_samples(split: str, *, num: int = 200, image_size: int = 128) -> list[ReferringSample]:
+def split_samples(split: str, *, num: int = 200, image_size: int = MINI_IMAGE_SIZE) -> list[ReferringSample]:
     """Fixed evaluation samples of a split ("val", "testA", "testB"), identical on every call."""
     if split not in SPLIT_ID:
         raise AnyRefInputError(f"unknown split {split!r}; valid splits are {tuple(SPLIT_ID)}")

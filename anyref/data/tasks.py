@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import referring
+from ..config import MINI_IMAGE_SIZE
 from ..errors import AnyRefInputError
 from ..referring import MIN_BOX_PX, Audio, Example, Region, check_box
 from ..tokens import AUDIO_QUESTION, EXAMPLE_QUESTION, REGION_QUESTION, segment_answer, segment_question
@@ -183,7 +184,7 @@ BUILDERS = {"general": _general, "text": _text, "reg": _reg, "image": _image, "a
             "audio_multi": _audio_multi}
 
 
-def make_task(rng: np.random.Generator, task: str, *, image_size: int = 128, **options) -> TaskSample:
+def make_task(rng: np.random.Generator, task: str, *, image_size: int = MINI_IMAGE_SIZE, **options) -> TaskSample:
     """One sample of a task; options: text `kind`, reg `box_jitter` (0.1), image `mask_crop` (None) and `shots` (1)."""
     _check_task(task)
     unknown = sorted(set(options) - set(OPTIONS[task]))
@@ -192,7 +193,7 @@ def make_task(rng: np.random.Generator, task: str, *, image_size: int = 128, **o
     return BUILDERS[task](rng, image_size, **options)
 
 
-def task_sample(index: int, *, seed: int, image_size: int = 128, mix=DEFAULT_MIX) -> TaskSample:
+def task_sample(index: int, *, seed: int, image_size: int = MINI_IMAGE_SIZE, mix=DEFAULT_MIX) -> TaskSample:
     """Training sample fully determined by (seed, index); its task is drawn from mix."""
     _check_count("index", index)
     _check_count("seed", seed)
@@ -201,7 +202,8 @@ def task_sample(index: int, *, seed: int, image_size: int = 128, mix=DEFAULT_MIX
     return make_task(rng, names[rng.choice(len(names), p=weights)], image_size=image_size)
 
 
-def task_split(task: str, split: str, *, num: int = 50, image_size: int = 128, **options) -> list[TaskSample]:
+def task_split(task: str, split: str, *, num: int = 50, image_size: int = MINI_IMAGE_SIZE,
+               **options) -> list[TaskSample]:
     """Fixed evaluation samples of a task and split ("val", "testA", "testB"), identical on every call.
 
     text wraps `split_samples` (val alternates attribute/spatial, testA attribute, testB spatial); the other tasks
@@ -221,7 +223,8 @@ def task_split(task: str, split: str, *, num: int = 50, image_size: int = 128, *
                       **options) for i in range(num)]
 
 
-def image_split(split: str, *, num: int, shots: int, mask_crop: bool, image_size: int = 128) -> list[TaskSample]:
+def image_split(split: str, *, num: int, shots: int, mask_crop: bool,
+                image_size: int = MINI_IMAGE_SIZE) -> list[TaskSample]:
     """Few-shot example-image evaluation: `shots` Examples per sample, one span in the question.
 
     The evaluator runs the model once per example and averages the masks (the paper's few-shot protocol). The query

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..audio import AudioConfig, AudioEncoder, waveform_to_clips
+from ..audio import AudioEncoder, waveform_to_clips
+from ..config import MINI_IMAGE_SIZE, AudioConfig
 from ..data import COLOURS, SHAPES, make_scene
 from ..data.crops import object_crop
 from ..data.sounds import shape_sound, sound_for
@@ -25,7 +26,7 @@ from .loop import run_loop, scene_rng
 
 # SeedSequence streams; training sounds come from sounds.sound_for's stream 3.
 TRAIN_SCENES, HELDOUT_SCENES, HELDOUT_SOUNDS = 31, 32, 4
-SCENE_SIZE = 128
+SCENE_SIZE = MINI_IMAGE_SIZE
 CROP_SIZE = 32
 WARMUP_FRACTION = 0.1
 EVAL_CHUNK = 30  # sounds per encoder call in evaluation

@@ -24,8 +24,8 @@ from ..config import VisionConfig
 from ..data import COLOURS, SHAPES, SIZES, make_scene, object_crop
 from ..data.shapescenes import grid_cell
 from ..data.language import crop_caption, scene_caption
+from ..data.words import build_word_tokenizer
 from ..errors import AnyRefCheckpointError
-from ..tokens import build_word_tokenizer
 from ..vision import clip_pixels, install_conv_stem, load_clip_folder
 from .loop import LoopResult, run_loop, scene_rng
 from .store import fresh_folder, ingredient_dir

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ..config import MINI_POSITION_AMPLITUDE, AnyRefConfig, LLMConfig, TrainableConfig, VisionConfig
+from ..config import MINI_IMAGE_SIZE, MINI_POSITION_AMPLITUDE, AnyRefConfig, LLMConfig, TrainableConfig, VisionConfig
 from ..data import make_scene
 from ..data.language import QUESTION_KINDS, conversation, question, scene_caption
 from ..errors import AnyRefCheckpointError
@@ -26,7 +26,7 @@ from .loop import run_loop, scene_rng
 from .store import fresh_folder, ingredient_dir
 
 TRAIN_STREAM, HELDOUT_STREAM = 41, 42
-SCENE_SIZE = 128
+SCENE_SIZE = MINI_IMAGE_SIZE
 STAGES = ("lm", "align", "instruct")  # ShapeScenes' default; the vision tower resizes to its own input size
 CAPTION_QUESTION = "describe the image briefly."
 LLM_DIR, PROJECTOR_FILE, TOKENIZER_DIR, METRICS_FILE = "llm", "projector.safetensors", "tokenizer", "metrics.json"

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import SAMConfig
+from ..config import MINI_IMAGE_SIZE, SAMConfig
 from ..data import make_scene
 from ..losses import bce_per_mask, dice_per_mask
 from ..sam import build_sam, decode_masks, sam_inputs
@@ -32,7 +32,7 @@ class SAMPretrainConfig:
     warmup_steps: int = 50
     point_fraction: float = 0.5  # share of prompts that are one positive point (the rest are boxes)
     box_noise: float = 0.1  # corner jitter, as a fraction of the box side (SAM uses 10 %)
-    image_size: int = 128
+    image_size: int = MINI_IMAGE_SIZE
     seed: int = 0
 
 
@@ -108,7 +108,7 @@ def pretrain_sam(config: SAMConfig, settings: SAMPretrainConfig = SAMPretrainCon
 
 
 @torch.no_grad()
-def evaluate_sam(sam, *, num_scenes: int = 100, image_size: int = 128, prompt: str = "box") -> float:
+def evaluate_sam(sam, *, num_scenes: int = 100, image_size: int = MINI_IMAGE_SIZE, prompt: str = "box") -> float:
     """Mean IoU over every object of held-out scenes, prompted by its exact box or its centre-most mask pixel."""
     sam.eval()
     scale = sam.image_encoder.img_size / image_size
