@@ -77,13 +77,17 @@ def main() -> None:
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,
         "scores": scores,
     }
+    save_to = args.save_model or (str(TEXT_MODEL_DIR) if args.preset == "mini" else None)
+    report["shipped"] = bool(save_to) and Path(save_to).resolve() == TEXT_MODEL_DIR.resolve()
     out = Path(args.out)
     runs = json.loads(out.read_text()).get("runs", {}) if out.exists() else {}
+    if report["shipped"]:
+        for run in runs.values():
+            run.pop("shipped", None)  # one entry describes the model in data/models/anyref-mini-text
     runs[args.label or args.preset] = report
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
     write_floor(out, num=args.eval_samples)
-    save_to = args.save_model or (str(TEXT_MODEL_DIR) if args.preset == "mini" else None)
     if save_to:
         model.save_pretrained(save_to, overwrite=True)
     print(json.dumps(report, indent=2))

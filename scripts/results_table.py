@@ -66,7 +66,8 @@ def text_rows() -> list[str]:
     for label, run in text["runs"].items():
         scores = " / ".join(f"{run['scores'][s]['ciou']:.3f}" for s in SPLITS)
         floors = " / ".join(f"{floor[s]:.3f}" for s in SPLITS) if floor else "-"
-        rows.append(f"| {label} | {run['train_steps']} | {run['train_wall_s']:.0f} | {scores} | {floors} |")
+        name = f"**{label}** (shipped)" if run.get("shipped") else label
+        rows.append(f"| {name} | {run['train_steps']} | {run['train_wall_s']:.0f} | {scores} | {floors} |")
     return rows
 
 
@@ -87,8 +88,8 @@ def task_rows() -> list[str]:
         a = s["audio"][key]
         rows.append(f"| audio, {kind} source | mIoU / F (AVSBench) | {a['miou']:.3f} / {a['fscore']:.3f} | "
                     f"{floor[f'audio_{kind}_miou']:.3f} (mIoU) |")
-    rows.append(f"| (run) | | {tasks['train_steps']} steps, {tasks['train_wall_s']:.0f} s, "
-                f"{tasks['eval_samples_per_task']} samples per task | |")
+    rows.append(f"| (run) | | {tasks.get('recipe', 'paper')} recipe, {tasks['train_steps']} steps, "
+                f"{tasks['train_wall_s']:.0f} s, {tasks['eval_samples_per_task']} samples per task | |")
     return rows
 
 
