@@ -9,6 +9,7 @@ One process runs without a launcher; `torchrun` or `deepspeed` start several (gl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -230,6 +231,14 @@ def _describe(model, folder: Path) -> None:
     model.tokenizer.save_pretrained(str(folder / MODEL_DIR / TOKENIZER_DIR))
 
 
+def _half_inputs(config: dict, device: torch.device):
+    """With DeepSpeed's fp16 / bf16 the weights are cast to 16 bits, while the model feeds its layers float32 pixels,
+    waveforms and features: autocast makes each op take its inputs in the weights' precision (norms stay fp32)."""
+    dtype = next((d for key, d in (("fp16", torch.float16), ("bf16", torch.bfloat16))
+                  if config.get(key, {}).get("enabled")), None)
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 def _process_mean(values: torch.Tensor, world: int) -> torch.Tensor:
     """The mean of a tensor over all processes."""
     values = values.clone()
@@ -273,7 +282,8 @@ def train_deepspeed(model, config_path: str | Path, train: TrainConfig, *, run_d
     for step in bar:
         values = []
         for k in range(accumulation):  # DeepSpeed scales each backward by 1/accumulation and steps on the last
-            out = step_loss(engine, micro_batch(step, model, train, micro=micro, index=rank * accumulation + k))
+            with _half_inputs(ds, engine.device):
+                out = step_loss(engine, micro_batch(step, model, train, micro=micro, index=rank * accumulation + k))
             engine.backward(out["loss"])
             engine.step()
             values.append(torch.stack([out[key].detach().float() for key in ("loss", *LOSS_PARTS)]))

@@ -144,6 +144,17 @@ def test_killed_run_resumes_to_the_uninterrupted_losses(cli_run, tmp_path):
     assert losses_of(run_dir) == losses_of(cli_run["run"])
 
 
+def test_bf16_weights_train_like_fp32(cli_run, tmp_path):
+    config = json.loads(cli_run["config"].read_text())
+    config["bf16"] = {"enabled": True}  # weights cast to 16 bits, as fp16 does on V100s (fp16 is refused on CPU)
+    path = tmp_path / "bf16.json"
+    path.write_text(json.dumps(config))
+    done = run_script(tmp_path, path, tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    half, full = losses_of(tmp_path / "run"), losses_of(cli_run["run"])
+    assert half != full and max(abs(a - b) for a, b in zip(half, full)) < 0.02
+
+
 def test_export_loads_and_predicts_the_in_memory_models_masks(cli_run):
     out = cli_run["tmp"] / "exported"
     assert main(["export", str(cli_run["run"]), str(out)]) == 0
