@@ -21,8 +21,6 @@ from anyref.errors import AnyRefCheckpointError, AnyRefConfigError
 from anyref.paths import REPO_ROOT
 from anyref.train import TrainConfig, batch_at, train
 
-pytest.importorskip("deepspeed")
-
 STEPS, BATCH, SEED, IMAGE = 10, 4, 0, 64
 CONFIGS = REPO_ROOT / "configs" / "deepspeed"
 KILL_AFTER = 5  # the killed run checkpoints at steps 2 and 4, then dies after step 5
