@@ -35,3 +35,13 @@ def test_micro_ablation_writes_runs_and_resumes(tmp_path, capsys):
     ablation.main(argv)  # same budget: nothing re-trained
     assert capsys.readouterr().out.count("already in") == 2
     assert len(json.loads(out.read_text())["runs"]) == 2
+
+
+def test_shipped_ablation_has_every_setting_at_two_seeds_under_one_budget():
+    from anyref.paths import RESULTS_DIR
+
+    report = json.loads((RESULTS_DIR / "refocus_ablation.json").read_text())
+    runs = report["runs"]
+    assert sorted((r["setting"], r["seed"]) for r in runs) == sorted((s, k) for s in ablation.SETTINGS for k in (0, 1))
+    assert {r["train_steps"] for r in runs} == {report["budget"]["steps"]}, "every run needs the same budget"
+    assert all(r["commit"] and r["machine"] and r["train_wall_s"] > 0 for r in runs)
