@@ -76,7 +76,7 @@ def test_learnable_lambda_trains_saves_and_loads(samples, tmp_path):
 
     torch.manual_seed(0)
     model = AnyRefModel(preset("micro", refocus_weight=1.0, refocus_learnable=True))
-    assert model.refocus_lambda.requires_grad and float(model.refocus_lambda) == 1.0
+    assert model.refocus_lambda.requires_grad and float(model.refocus_lambda.detach()) == 1.0
     batch = collate(samples, model.tokenizer, max_tokens=model.config.max_text_tokens)
     out = model(batch)
     out["loss"].backward()
@@ -84,6 +84,6 @@ def test_learnable_lambda_trains_saves_and_loads(samples, tmp_path):
     with torch.no_grad():
         model.refocus_lambda.fill_(0.37)
     loaded = AnyRefModel.from_pretrained(model.save_pretrained(tmp_path / "m"))
-    assert float(loaded.refocus_lambda) == float(model.refocus_lambda)
+    assert float(loaded.refocus_lambda.detach()) == float(model.refocus_lambda.detach())
     fixed = AnyRefModel(preset("micro"))
     assert fixed.refocus_lambda is None and "refocus_lambda" not in dict(fixed.named_parameters())
