@@ -1,13 +1,14 @@
 """The CLIP vision tower and the vision-language projector (LLaVA's image path, Sec. 3.1)."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import check_clip_folder, llava_projector_state, load_checked
+from .checkpoints import CLIP_EXTRAS, CLIP_VISION_PREFIX, check_clip_folder, llava_projector_state, load_checked
 from .config import VisionConfig
 from .errors import AnyRefCheckpointError, AnyRefConfigError
 from .paths import resolve
@@ -59,8 +60,7 @@ def install_conv_stem(model) -> None:
     vision = getattr(model, "vision_model", model)
     config = vision.config
     if getattr(config, "conv_stem", False):
-        vision.embeddings.patch_embedding = ConvStem(patch_size=config.patch_size,
-                                                           hidden_size=config.hidden_size)
+        vision.embeddings.patch_embedding = ConvStem(patch_size=config.patch_size, hidden_size=config.hidden_size)
 
 
 def load_clip_folder(model_class, folder: Path):
@@ -73,14 +73,12 @@ def load_clip_folder(model_class, folder: Path):
             return from_pretrained_folder(lambda: model_class.from_pretrained(str(folder)), folder, "CLIP folder")
     model = model_class(config)
     install_conv_stem(model)
-    state = read_safetensors(folder / "model.safetensors", "CLIP weights")
-    own = model.state_dict()
-    prefix = "" if any(k in state for k in own) else "vision_model."  # a CLIPModel file read by a CLIPVisionModel
-    missing = sorted(k for k in own if prefix + k not in state)
-    if missing:
-        raise AnyRefCheckpointError(f"CLIP weights in {str(folder)!r} lack {missing[:3]}...; save the folder with "
-                                    "the same tower configuration")
-    model.load_state_dict({k: state[prefix + k] for k in own})
+    path = folder / "model.safetensors"
+    state = read_safetensors(path, "CLIP weights")
+    extras: tuple[str, ...] = ()
+    if not any(k in state for k in model.state_dict()):  # a CLIPModel file read by a CLIPVisionModel: no text tower
+        state, extras = {k.removeprefix(CLIP_VISION_PREFIX): v for k, v in state.items()}, CLIP_EXTRAS
+    load_checked(model, state, what="CLIP weights", source=path, ignore=extras)
     return model.eval()
 
 
@@ -142,9 +140,11 @@ class VisionTower(nn.Module):
         return self.projector(self.scene_features(pixels))
 
 
+@functools.lru_cache(maxsize=8)
 def grid_position_table(side: int, channels: int, *, amplitude: float) -> torch.Tensor:
     """Fixed 2D sin-cos positions of a side x side patch grid, row-major: (side*side, channels); half the channels
-    encode the column, half the row, each with channels/4 frequencies (as MAE's 2D sin-cos embedding)."""
+    encode the column, half the row, each with channels/4 frequencies (as MAE's 2D sin-cos embedding). Cached: every
+    forward pass reads the same table, and callers only read it."""
     quarter = channels // 4
     freqs = 1.0 / (side ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter)))  # (F,)
     coords = torch.arange(side, dtype=torch.float32)  # (side,)

@@ -110,8 +110,9 @@ def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAP
 
     Skipping "lm" starts from the language model in `llm.pretrained_path` (as LLaVA starts from Vicuna); the "lm"
     stage alone needs no CLIP. Returns the model and each stage's losses, plus under "image_token_similarity" the
-    mean cosine between image tokens before and after each image stage (alignment must not collapse them). With `run_dir`, each stage checkpoints to
-    run_dir/<stage> (see `run_loop`); `resume` continues there, finished stages included.
+    mean cosine between image tokens before and after each image stage (alignment must not collapse them). With
+    `run_dir`, each stage checkpoints to run_dir/<stage> (see `run_loop`); `resume` continues there, finished stages
+    included.
     """
     stage_dirs = {stage: Path(run_dir) / stage if run_dir else None for stage in STAGES}
     torch.manual_seed(settings.seed)
