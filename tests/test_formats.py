@@ -527,3 +527,25 @@ def test_eval_cli_refuses_bad_arguments_in_one_line(argv, phrase, capsys):
     assert main(["eval", "--model", "floor", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("anyref eval: error:") and phrase in err and err.count("\n") == 1
+
+
+EXPORTS = {  # name: export(root) of a small copy
+    "refcoco": lambda root: export_refer(root, {"val": split_samples("val", num=2, image_size=SIZE)}),
+    "refcocog-reg": lambda root: export_region_captions(root, {"val": task_split("reg", "val", num=2)}),
+    "avsbench-s4": lambda root: export_avsbench(root, {"test": [AVS_SAMPLE]}, subset="s4"),
+    "pascal5i": lambda root: export_fewshot(root, SCENES[:3]),
+}
+
+
+@pytest.mark.parametrize("second", sorted(EXPORTS))
+@pytest.mark.parametrize("first", ["refcoco", "avsbench-s4", "pascal5i"])
+def test_exporters_never_overwrite(first, second, tmp_path):
+    EXPORTS[first](tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    collides = first == second or {first, second} == {"refcoco", "refcocog-reg"}  # REFER shares one image folder
+    if collides:
+        with pytest.raises(AnyRefDataError, match="already exists; exporters never overwrite"):
+            EXPORTS[second](tmp_path)
+    else:
+        EXPORTS[second](tmp_path)  # the formats' own folders do not meet
+    assert all(path.read_bytes() == data for path, data in before.items())

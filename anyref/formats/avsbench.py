@@ -32,7 +32,7 @@ from ..metrics import AVSMeter
 from ..referring import Audio
 from ..tokens import AUDIO_QUESTION, segment_answer
 from .common import (AnyRefDataError, LazySamples, check_choice, check_size, limited, read_image, read_label,
-                     require_file, write_png)
+                     new_file, require_file, write_png)
 
 SUBSETS = {"s4": "Single-source", "ms3": "Multi-sources"}
 TASKS = {"s4": "audio", "ms3": "audio_multi"}  # the ShapeScenes task each subset stands for
@@ -185,14 +185,13 @@ def export_avsbench(root, samples: dict, *, subset: str = "s4") -> Path:
     import soundfile
 
     layout = Layout(Path(root) / SUBSETS[subset], subset)
+    new_file(layout.csv)  # refuse before writing anything: an existing copy stays as it is
     rows = []
     for split, items in samples.items():
         for sample in items:
             category = sample.target_text.replace(" ", "_") if subset == "s4" else ""
             video = Video(f"shapes_{len(rows):05d}", split, category)
-            wav = layout.wav(video)
-            wav.parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(str(wav), np.asarray(sample.references[0].waveform, np.float32), SAMPLE_RATE,
+            soundfile.write(str(new_file(layout.wav(video))), np.asarray(sample.references[0].waveform, np.float32), SAMPLE_RATE,
                             subtype="FLOAT")
             mask = sample.masks.any(0).astype(np.uint8)  # (H, W)
             for k in range(1, FRAMES + 1):
@@ -200,7 +199,6 @@ def export_avsbench(root, samples: dict, *, subset: str = "s4") -> Path:
             for k in layout.masked_frames(split):
                 write_png(layout.mask(video, k), mask * 255 if subset == "s4" else mask, palette=subset == "ms3")
             rows.append([video.name, "0", video.category, split] if subset == "s4" else [video.name, split])
-    layout.csv.parent.mkdir(parents=True, exist_ok=True)
     with open(layout.csv, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["name", "start_time", "category", "split"] if subset == "s4" else ["name", "split"])

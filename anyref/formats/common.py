@@ -72,12 +72,21 @@ def read_label(path, what: str = "label") -> np.ndarray:
     return np.array(image, dtype=np.uint8)
 
 
+def new_file(path) -> Path:
+    """`path` as a Path, its folder made, or an error if a file is already there (exporters never overwrite)."""
+    path = Path(path)
+    if path.exists():
+        raise AnyRefDataError(f"{str(path)!r} already exists; exporters never overwrite files: export each data set "
+                              "into a new or empty folder (or delete the old copy first)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write_png(path, array: np.ndarray, *, palette: bool = False) -> None:
-    """Write uint8 (H, W, 3) RGB or (H, W) grey (or palette indices with palette=True) as PNG, making folders."""
+    """Write uint8 (H, W, 3) RGB or (H, W) grey (or palette indices with palette=True) as a new PNG file."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = new_file(path)
     image = Image.fromarray(np.ascontiguousarray(array))
     if palette:
         image.putpalette([0, 0, 0, 255, 255, 255] + [0, 0, 0] * 254)  # grey values become indices: 0 black, 1 white

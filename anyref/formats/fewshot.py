@@ -34,7 +34,7 @@ from ..metrics import IoUMeter
 from ..referring import Example, mask_crop
 from ..tokens import EXAMPLE_QUESTION, segment_answer
 from .common import (MIN_PIXELS, AnyRefDataError, LazySamples, check_choice, check_size, limited, read_image,
-                     read_label, require_dir, require_file, scene_from_masks, write_png)
+                     new_file, read_label, require_dir, require_file, scene_from_masks, write_png)
 from .safe_pickle import load_plain_pickle
 
 IGNORE = 255
@@ -278,12 +278,11 @@ def export_fewshot(root, scenes: list[Scene], *, benchmark: str = "pascal5i") ->
     """Write ShapeScenes scenes as a few-shot val set (lossless PNG images, class-label PNGs, PFENet's list)."""
     spec = BENCHMARKS[check_choice(benchmark, BENCHMARKS, "few-shot benchmark")]
     data, lines = Path(root) / spec.folder, []
+    listed = new_file(Path(root) / spec.pfenet)  # refuse before writing anything: an existing copy stays as it is
     for i, scene in enumerate(scenes):
         image, label = spec.image.format(i=i), spec.label.format(i=i)
         write_png(data / image, scene.image)
         write_png(data / label, label_map(scene))
         lines.append(f"{image} {label}")
-    listed = Path(root) / spec.pfenet
-    listed.parent.mkdir(parents=True, exist_ok=True)
     listed.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return listed

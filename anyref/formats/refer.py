@@ -23,8 +23,8 @@ import numpy as np
 
 from ..data.shapescenes import ReferringSample, Scene
 from ..errors import AnyRefInputError
-from .common import (AnyRefDataError, LazySamples, check_choice, limited, read_image, read_json, require_dir,
-                     scene_from_masks, write_png)
+from .common import (AnyRefDataError, LazySamples, check_choice, limited, read_image, read_json, new_file,
+                     require_dir, scene_from_masks, write_png)
 from .safe_pickle import load_plain_pickle
 
 SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}  # the recommended split of each data set
@@ -188,6 +188,8 @@ def write_refer(root, dataset: str, entries: dict, *, split_by: str | None = Non
 
     root = Path(root)
     refs_file = refs_path(root, dataset, split_by)
+    instances_file = new_file(refs_file.parent / "instances.json")  # refuse before writing anything
+    new_file(refs_file)
     images, annotations, refs, categories = [], [], [], {}
     for split, items in entries.items():
         for scene, target, sentences in items:
@@ -211,12 +213,11 @@ def write_refer(root, dataset: str, entries: dict, *, split_by: str | None = Non
                          "file_name": f"COCO_train2014_{image_id:012d}_{ann['id']}.jpg", "sent_ids": sent_ids,
                          "sentences": [{"sent_id": i, "sent": s, "raw": s, "tokens": s.split()}
                                        for i, s in zip(sent_ids, sentences)]})
-    refs_file.parent.mkdir(parents=True, exist_ok=True)
     with open(refs_file, "wb") as handle:
         pickle.dump(refs, handle, protocol=2)  # the protocol of the Python 2 originals
     instances = {"images": images, "annotations": annotations,
                  "categories": [{"id": i, "name": name, "supercategory": "object"} for name, i in categories.items()]}
-    (refs_file.parent / "instances.json").write_text(json.dumps(instances))
+    instances_file.write_text(json.dumps(instances))
     return refs_file
 
 
