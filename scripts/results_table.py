@@ -71,6 +71,23 @@ def text_rows() -> list[str]:
     return rows
 
 
+def obj_rows() -> list[str]:
+    """What the shipped text model's `<obj>` embedding knows (linear probes), and whether its answers restate."""
+    probes, text = read("obj_probes.json"), read("text_referring_mini.json")
+    if not probes:
+        return []
+    obj, goal = probes["obj_embedding"], probes["targets"]
+    rows = ["| `<obj>` embedding of the shipped text model | measure (val, 30 % held out) | figure |", "|---|---|---|"]
+    for key, what in (("colour_accuracy", "target's colour, probe accuracy"),
+                      ("shape_accuracy", "target's shape, probe accuracy"), ("centre_r2", "target's centre, R²")):
+        rows.append(f"| {probes['samples']} samples | {what} | {mark(obj[key], goal[key])} |")
+    shipped = [run for run in (text or {}).get("runs", {}).values() if run.get("shipped")]
+    restates = shipped[0]["scores"]["val"].get("answer_restates_expression") if shipped else None
+    if restates is not None:
+        rows.append(f"| answers | the answer equals the expression (val) | {mark(restates, 0.90)} |")
+    return rows
+
+
 def task_rows() -> list[str]:
     """The shipped task-mixture model, one row per task, beside the segment-everything floor."""
     tasks = read("tasks_mini.json")
@@ -95,7 +112,7 @@ def task_rows() -> list[str]:
 
 def tables() -> str:
     """All tables as one markdown block."""
-    parts = [ingredient_rows(), text_rows(), task_rows()]
+    parts = [ingredient_rows(), text_rows(), obj_rows(), task_rows()]
     return "\n\n".join("\n".join(rows) for rows in parts if rows)
 
 
