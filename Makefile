@@ -23,12 +23,14 @@ course: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-benchmark: $(STAMP)  # re-measure the ingredients and re-train both shipped models (about 1.5 h on 2 cores)
+benchmark: $(STAMP)  # re-measure the ingredients and re-train both shipped models (about 3 h on 2 cores, one at a time)
 	$(BIN)/python scripts/benchmark_ingredients.py
 	cd research && ../$(BIN)/python probe_ingredients.py
-	$(BIN)/python scripts/benchmark_text_referring.py --preset mini --steps 12000 --minutes 50 \
-		--label "mini v2 ingredients, paper recipe (LoRA r8 on q, v)" --run-dir $(BUILD)/benchmark-text
-	$(BIN)/python scripts/benchmark_tasks.py --recipe full-llm --steps 6000 --minutes 30 --run-dir $(BUILD)/benchmark-tasks
+	$(BIN)/python scripts/benchmark_text_referring.py --preset mini --steps 40000 --minutes 400 \
+		--label "mini v2, paper recipe, 40000-step schedule" --run-dir $(BUILD)/benchmark-text
+	cd research && ../$(BIN)/python probe_obj_embeddings.py --model ../data/models/anyref-mini-text \
+		--out ../data/results/obj_probes.json
+	$(BIN)/python scripts/benchmark_tasks.py --recipe paper --steps 20000 --minutes 100 --run-dir $(BUILD)/benchmark-tasks
 	$(BIN)/python scripts/results_table.py --write
 
 ingredients: $(STAMP)  # re-train the shipped miniature ingredients (replaces data/ingredients; about 1 h on 2 cores)
