@@ -71,7 +71,8 @@ def image_token_probe(model, *, scenes: int = 60) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=str(MIXTURE_MODEL_DIR))
-    parser.add_argument("--num", type=int, default=2000, help="val samples (400 left the probes overfitting: colour 0.33 vs 0.41)")
+    parser.add_argument("--num", type=int, default=2000,
+                        help="val samples (400 left the probes overfitting: colour 0.33 vs 0.41)")
     parser.add_argument("--out", default=None, help="JSON to write (default research/results/obj_probe_<model>.json)")
     args = parser.parse_args()
     started = time.time()

@@ -191,8 +191,8 @@ def export_avsbench(root, samples: dict, *, subset: str = "s4") -> Path:
         for sample in items:
             category = sample.target_text.replace(" ", "_") if subset == "s4" else ""
             video = Video(f"shapes_{len(rows):05d}", split, category)
-            soundfile.write(str(new_file(layout.wav(video))), np.asarray(sample.references[0].waveform, np.float32), SAMPLE_RATE,
-                            subtype="FLOAT")
+            wave = np.asarray(sample.references[0].waveform, np.float32)
+            soundfile.write(str(new_file(layout.wav(video))), wave, SAMPLE_RATE, subtype="FLOAT")
             mask = sample.masks.any(0).astype(np.uint8)  # (H, W)
             for k in range(1, FRAMES + 1):
                 write_png(layout.frame(video, k), sample.scene.image)

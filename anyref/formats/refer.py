@@ -23,7 +23,7 @@ import numpy as np
 
 from ..data.shapescenes import ReferringSample, Scene
 from ..errors import AnyRefInputError
-from .common import (AnyRefDataError, LazySamples, check_choice, limited, read_image, read_json, new_file,
+from .common import (AnyRefDataError, LazySamples, check_choice, limited, new_file, read_image, read_json,
                      require_dir, scene_from_masks, write_png)
 from .safe_pickle import load_plain_pickle
 
