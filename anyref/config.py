@@ -143,6 +143,8 @@ class AnyRefConfig:
     bce_weight: float = 2.0  # lambda_bce of Eq. 3
     dice_weight: float = 0.5  # lambda_dice of Eq. 3
     prompt_distill_weight: float = 0.0  # mini training aid (not the paper's): anyref.prompt_distill; 0 = off
+    locator: bool = False  # mini deviation (not the paper's): anyref.locator's map as SAM's dense prompt
+    locator_weight: float = 1.0  # weight of the locator map's BCE in the loss (when locator is on)
     max_text_tokens: int = 96
     max_new_tokens: int = 24
     tokenizer_path: str | None = None  # a local tokenizer folder; None builds the ShapeScenes word tokenizer
@@ -192,8 +194,9 @@ def _micro() -> AnyRefConfig:
 
 def _mini() -> AnyRefConfig:
     # The paper's recipe in miniature: pretrained CLIP-mini, LLaVA-mini and SAM-mini from data/ingredients, frozen
-    # encoders, LoRA on the LLM, trainable token embeddings, mask decoder and gamma. The miniature's two deviations
-    # live in the vision tower: a conv stem and explicit grid positions (README, "The miniature's deviations").
+    # encoders, LoRA on the LLM, trainable token embeddings, mask decoder and gamma. The miniature's deviations: a conv
+    # stem and explicit grid positions in the vision tower, and the locator's map as SAM's dense prompt (README, "The
+    # miniature's deviations").
     return AnyRefConfig(
         preset="mini",
         vision=VisionConfig(pretrained_path="data:ingredients/clip-mini",
@@ -203,16 +206,18 @@ def _mini() -> AnyRefConfig:
         sam=SAMConfig(checkpoint="data:ingredients/sam-mini/model.safetensors"),
         audio=AudioConfig(checkpoint="data:ingredients/audio-mini"),
         tokenizer_path="data:ingredients/llava-mini/tokenizer",
+        locator=True,
     )
 
 
 def _mini_scratch() -> AnyRefConfig:
-    # The same sizes with no pretrained ingredient: every part trains from scratch (no LoRA).
+    # The same sizes and locator with no pretrained ingredient: every part trains from scratch (no LoRA).
     return AnyRefConfig(
         preset="mini-scratch",
         vision=VisionConfig(conv_stem=True, position_amplitude=MINI_POSITION_AMPLITUDE),
         llm=LLMConfig(use_lora=False),
         trainable=TrainableConfig(vision=True, projector=True, sam_encoder=True, llm_full=True),
+        locator=True,
     )
 
 

@@ -14,6 +14,7 @@ from .data.words import build_word_tokenizer
 from .errors import AnyRefCheckpointError, AnyRefError, AnyRefInputError
 from .paths import resolve
 from .llm import add_lora, build_llama
+from .locator import Locator, dense_prompt, locator_loss
 from .losses import anyref_loss
 from .prompt_distill import distill_loss
 from .referring import (AUD_REF_FEATURE, IMG_REF_FEATURE, Audio, Example, Region, check_box, check_example,
@@ -100,6 +101,7 @@ class AnyRefModel(nn.Module):
         self.audio = build_audio(config.audio)  # ImageBind's audio branch (frozen in the paper)
         self.audio_projection = nn.Linear(config.audio.out_dim, hidden)  # audio clip embedding -> one LLM token
         self.obj_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, config.sam.prompt_dim))
+        self.locator = Locator(hidden) if config.locator else None  # the miniature's dense prompt (anyref.locator)
         self.refocus_lambda = nn.Parameter(torch.tensor(float(config.refocus_weight))) if config.refocus_learnable \
             else None  # lambda_f trained with the model (Table 7's dagger rows); else config.refocus_weight
         self.llm = add_lora(llm, config.llm) if config.llm.use_lora else llm
@@ -127,6 +129,8 @@ class AnyRefModel(nn.Module):
                  (self.sam.image_encoder, switch.sam_encoder), (self.sam.prompt_encoder, switch.mask_decoder),
                  (self.sam.mask_decoder, switch.mask_decoder), (self.obj_mlp, switch.obj_mlp),
                  (self.audio, switch.audio_encoder), (self.audio_projection, switch.audio_projection)]
+        if self.locator is not None:
+            parts.append((self.locator, switch.obj_mlp))  # trains with gamma
         for module, on in parts:
             for param in module.parameters():
                 param.requires_grad = on
@@ -238,18 +242,29 @@ class AnyRefModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.trainable.sam_encoder):
             return self.sam.image_encoder(pixels), resized
 
+    def locate(self, embeddings: torch.Tensor, tokens: torch.Tensor, queries: list[ObjQuery]) -> torch.Tensor:
+        """The locator's map of each `<obj>` (N, side, side) over its image's tokens, `tokens` (B, P, D)."""
+        return self.locator(embeddings, tokens[[q.batch for q in queries]])
+
     def masks_for(self, images: torch.Tensor, embeddings: torch.Tensor, queries: list[ObjQuery], *,
-                  encoded: tuple[torch.Tensor, tuple[int, int]] | None = None) -> torch.Tensor:
+                  encoded: tuple[torch.Tensor, tuple[int, int]] | None = None, tokens: torch.Tensor | None = None,
+                  located: torch.Tensor | None = None) -> torch.Tensor:
         """gamma(embedding) as SAM's sparse prompt on each query's image (Eq. 1): mask logits (N, H, W).
 
-        `encoded` is `sam_embeddings` of the queried images, when the caller has it already.
+        `encoded` is `sam_embeddings` of the queried images, when the caller has it already. With the locator on,
+        its map (`located`, else computed from the image tokens `tokens` or from `images`) is SAM's dense prompt.
         """
         prompts = self.obj_mlp(embeddings)  # (N, C)
         needed = sorted({q.batch for q in queries})
         image_embeddings, resized = encoded or self.sam_embeddings(images[needed])  # (B', C, h, w)
         slot = {b: i for i, b in enumerate(needed)}
         image_index = torch.tensor([slot[q.batch] for q in queries], device=image_embeddings.device)
-        low_res = decode_masks(self.sam, image_embeddings, image_index, prompts)  # (N, 1, h', w')
+        dense = None
+        if self.locator is not None:
+            if located is None:
+                located = self.locate(embeddings, self.image_tokens(images) if tokens is None else tokens, queries)
+            dense = dense_prompt(self.sam, located)  # (N, C, h, w)
+        low_res = decode_masks(self.sam, image_embeddings, image_index, prompts, dense=dense)  # (N, 1, h', w')
         return self.sam.postprocess_masks(low_res, resized, tuple(images.shape[1:3]))[:, 0]  # (N, H, W)
 
     # ---- training forward ----------------------------------------------------------------------------------------
@@ -272,16 +287,21 @@ class AnyRefModel(nn.Module):
         queries = self.obj_queries(token_ids, answer_start)
         self._check_mask_counts(queries, batch.masks)
         supervised = [i for i, q in enumerate(queries) if batch.masks[q.batch] is not None]
-        mask_logits = targets = None
+        mask_logits = targets = located = None
         embeddings = hidden.new_zeros((0, hidden.shape[-1]))
         if queries:
             embeddings, _ = self.obj_embeddings(hidden, record[0], queries, key_padding=attention)
         if supervised:
             chosen = [queries[i] for i in supervised]
-            mask_logits = self.masks_for(batch.images, embeddings[supervised], chosen)
+            if self.locator is not None:
+                located = self.locate(embeddings[supervised], image_tokens, chosen)  # (N, side, side)
+            mask_logits = self.masks_for(batch.images, embeddings[supervised], chosen, located=located)
             targets = self._targets(batch.masks, chosen)
         losses = anyref_loss(logits, labels, mask_logits, targets, ce_weight=self.config.ce_weight,
                              bce_weight=self.config.bce_weight, dice_weight=self.config.dice_weight)
+        if self.locator is not None:
+            losses["locate"] = losses["ce"].new_zeros(()) if located is None else locator_loss(located, targets)
+            losses["loss"] = losses["loss"] + self.config.locator_weight * losses["locate"]
         if self.config.prompt_distill_weight and supervised:
             losses["distill"] = distill_loss(self.sam, self.obj_mlp(embeddings[supervised]), targets)
             losses["loss"] = losses["loss"] + self.config.prompt_distill_weight * losses["distill"]
@@ -363,7 +383,7 @@ class AnyRefModel(nn.Module):
         if queries:
             embeddings, weights = self.obj_embeddings(hidden, qk, queries)
             encoded.sam = encoded.sam or self.sam_embeddings(images)
-            mask_logits = self.masks_for(images, embeddings, queries, encoded=encoded.sam)
+            mask_logits = self.masks_for(images, embeddings, queries, encoded=encoded.sam, tokens=image_tokens)
         answer = [t for t in generated if t != self.ids.eos]
         text = self.tokenizer.decode(answer, skip_special_tokens=False)
         return Generation(text=text, token_ids=answer, mask_logits=mask_logits, obj_embeddings=embeddings,
@@ -420,6 +440,24 @@ class AnyRefModel(nn.Module):
             raise AnyRefCheckpointError(f"weights in {str(weights)!r} do not match its config.json "
                                         f"({_mismatch(error)}); load them with the config they were saved with"
                                         ) from None
+        return model
+
+    @classmethod
+    def start_from(cls, path: str | Path, **overrides) -> "AnyRefModel":
+        """A saved model's weights in a model whose config differs by top-level `overrides` (e.g. locator=True);
+        the parts new in it start fresh. Any other difference is an AnyRefCheckpointError."""
+        source = cls.from_pretrained(path)
+        config = AnyRefConfig.from_dict({**source.config.to_dict(), **overrides}, source="start_from overrides")
+        model = cls(config, tokenizer=source.tokenizer)
+        fresh = set(model.state_dict()) - set(source.state_dict())
+        try:
+            missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+        except RuntimeError as error:  # a weight of another size
+            raise AnyRefCheckpointError(f"{str(path)!r} does not fit the model with {overrides} "
+                                        f"({_mismatch(error)})") from None
+        if unexpected or set(missing) - fresh:
+            raise AnyRefCheckpointError(f"{str(path)!r} does not fit the model with {overrides}: missing "
+                                        f"{sorted(set(missing) - fresh)[:5]}, unexpected {unexpected[:5]}")
         return model
 
 

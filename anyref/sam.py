@@ -67,12 +67,13 @@ def sam_inputs(sam: Sam, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int,
 
 
 def decode_masks(sam: Sam, image_embeddings: torch.Tensor, image_index: torch.Tensor,
-                 prompts: torch.Tensor) -> torch.Tensor:
+                 prompts: torch.Tensor, *, dense: torch.Tensor | None = None) -> torch.Tensor:
     """SAM's mask decoder, batched over images, single-mask output (multimask_output=False).
 
     image_embeddings (B, C, h, w); image_index (N,) picks each prompt's image; prompts are the sparse prompt
     embeddings, (N, C) for one token each (AnyRef's `<obj>`) or (N, K, C) for K tokens (points, box corners);
-    dense prompt = SAM's no-mask embedding. Returns low-res logits (N, 1, 4h, 4w).
+    dense prompt = `dense` (N, C, h, w) where given (a mask prompt), else SAM's no-mask embedding.
+    Returns low-res logits (N, 1, 4h, 4w).
     Same maths as `MaskDecoder.predict_masks`, which handles one image per call.
     """
     decoder = sam.mask_decoder
@@ -81,7 +82,8 @@ def decode_masks(sam: Sam, image_embeddings: torch.Tensor, image_index: torch.Te
     if prompts.dim() == 2:
         prompts = prompts[:, None, :]  # (N, 1, C)
     tokens = torch.cat([output_tokens.expand(n, -1, -1), prompts], dim=1)  # (N, 1 + M + K, C)
-    dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)  # (1, C, 1, 1)
+    if dense is None:
+        dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)  # (1, C, 1, 1)
     src = image_embeddings[image_index] + dense  # (N, C, h, w)
     pos = sam.prompt_encoder.get_dense_pe().expand(n, -1, -1, -1)  # (N, C, h, w)
     _, channels, height, width = src.shape

@@ -48,9 +48,9 @@ def batch_at(step: int, model, config: TrainConfig):
 
 
 def step_loss(model, batch) -> dict:
-    """The loss of one training step on `batch` (Eq. 3) and its ce / bce / dice parts (scalar tensors)."""
+    """The loss of one training step on `batch` (Eq. 3) and its ce / bce / dice (/ locate) parts (scalar tensors)."""
     out = model(batch.to(model.device))
-    return {key: out[key] for key in ("loss", *LOSS_PARTS)}
+    return {key: out[key] for key in ("loss", *LOSS_PARTS, "locate") if key in out}
 
 
 def train(model, config: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False,

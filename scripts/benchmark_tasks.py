@@ -40,6 +40,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: LoRA on q, v (Sec. 4); "
                         "full-llm: the miniature's deviation that trains the whole LLM and the projector")
+    parser.add_argument("--no-locator", action="store_true", help="the paper's configuration: no locator, SAM's "
+                        "dense prompt stays 'no mask' (the mini presets have one: anyref.locator)")
+    parser.add_argument("--init-from", default=None, help="start from this saved model's weights (a model folder; "
+                        "a locator it lacks starts fresh) instead of the ingredients")
     parser.add_argument("--run-dir", default=str(BUILD_DIR / "benchmark-tasks"), help="checkpoint folder (resumes)")
     parser.add_argument("--save-model", default=str(MIXTURE_MODEL_DIR))
     parser.add_argument("--out", default=str(RESULTS_DIR / "tasks_mini.json"))
@@ -54,7 +58,9 @@ def main() -> None:
         print(json.dumps(report["baseline_all_objects"], indent=2))
         return
     seed_everything(args.seed)
-    model = AnyRefModel(with_recipe(preset("mini"), args.recipe))
+    locator = not args.no_locator
+    model = (AnyRefModel(with_recipe(preset("mini", locator=locator), args.recipe)) if args.init_from is None
+             else AnyRefModel.start_from(args.init_from, locator=locator))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=100, time_budget_s=args.minutes * 60,
                          tasks=DEFAULT_MIX)
@@ -68,7 +74,8 @@ def main() -> None:
         "benchmark": "AnyRef-mini on the ShapeScenes task mixture, mini preset (pretrained ingredients), 128px",
         "commit": commit(), "machine": machine(), "torch_threads": torch.get_num_threads(),
         "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps, "schedule_steps": args.steps,
-        "recipe": args.recipe, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
+        "recipe": args.recipe, "locator": locator, "init_from": args.init_from, "batch_size": args.batch_size,
+        "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
         "mixture": dict(DEFAULT_MIX), "eval_samples_per_task": args.eval_samples, "shots": args.shots,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,

@@ -44,6 +44,10 @@ def main() -> None:
                         "full-llm: the miniature's deviation that trains the whole LLM and the projector")
     parser.add_argument("--prompt-distill", type=float, default=0.0, help="the mini training aid of "
                         "anyref.prompt_distill (0: the paper's loss alone)")
+    parser.add_argument("--no-locator", action="store_true", help="the paper's configuration: no locator, SAM's "
+                        "dense prompt stays 'no mask' (the mini presets have one: anyref.locator)")
+    parser.add_argument("--init-from", default=None, help="start from this saved model's weights (a model folder; "
+                        "a locator it lacks starts fresh) instead of the ingredients")
     parser.add_argument("--run-dir", default=None, help="checkpoint folder (default: build/benchmark-PRESET)")
     parser.add_argument("--save-model", default=None, help="where to save the model (default: the shipped folder "
                         "for --preset mini, nowhere for mini-scratch)")
@@ -56,7 +60,10 @@ def main() -> None:
         return
 
     seed_everything(args.seed)
-    model = AnyRefModel(with_recipe(preset(args.preset, prompt_distill_weight=args.prompt_distill), args.recipe))
+    locator = not args.no_locator
+    config = with_recipe(preset(args.preset, prompt_distill_weight=args.prompt_distill, locator=locator), args.recipe)
+    model = (AnyRefModel(config) if args.init_from is None
+             else AnyRefModel.start_from(args.init_from, locator=locator))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=250, time_budget_s=args.minutes * 60,
                          stop_after=args.stop_after)
@@ -72,6 +79,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(), "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps,
         "recipe": args.recipe, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup,
         "schedule_steps": args.steps, "prompt_distill_weight": args.prompt_distill,
+        "locator": locator, "init_from": args.init_from,
         "stop_after": args.stop_after, "minutes_budget": args.minutes,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,
