@@ -4,7 +4,8 @@ Linear probes, fit on 70 % of the samples and scored on the rest:
 - image tokens (projected CLIP patches, what the LLM sees): the patch's own grid position, and the colour of the
   object centred in it;
 - the refocused `<obj>` embedding of teacher-forced text-referring samples: the target's colour, shape and size (also
-  written in the expression, so easy) and its centre (only visible in the image: the model must have looked).
+  written in the expression, so easy) and its centre (only visible in the image: the model must have looked);
+- for a model with a locator (anyref.locator), how often its map's top cell lies on the target.
 Writes research/results/obj_probe_<model>.json, or --out (the shipped text model's figures go to
 data/results/obj_probes.json, with commit, machine, wall time and seed).
 
@@ -25,19 +26,27 @@ from anyref import AnyRefModel
 from anyref.batching import collate
 from anyref.data import make_scene, split_samples
 from anyref.data.shapescenes import grid_cell
+from anyref.locator import cell_cover
 from anyref.paths import MIXTURE_MODEL_DIR
 from anyref.provenance import commit, machine
 from lab import RESULTS
 
 
-def embeddings(model, samples, *, batch_size: int = 8) -> np.ndarray:
-    """Refocused `<obj>` embeddings (N, D) of teacher-forced samples (one `<obj>` each)."""
-    out = []
+def embeddings(model, samples, *, batch_size: int = 8) -> tuple[np.ndarray, float | None]:
+    """Refocused `<obj>` embeddings (N, D) of teacher-forced samples (one `<obj>` each), and how often the locator's
+    top cell lies on the target (None for a model without a locator)."""
+    out, hits = [], []
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
-            batch = collate(samples[start:start + batch_size], model.tokenizer, max_tokens=model.config.max_text_tokens)
-            out.append(model(batch)["obj_embeddings"].numpy())
-    return np.concatenate(out)  # (N, D)
+            chunk = samples[start:start + batch_size]
+            batch = collate(chunk, model.tokenizer, max_tokens=model.config.max_text_tokens)
+            result = model(batch)
+            out.append(result["obj_embeddings"].numpy())
+            if model.locator is not None:
+                located = model.locate(result["obj_embeddings"], model.image_tokens(batch.images), result["queries"])
+                cover = cell_cover(torch.from_numpy(np.stack([s.mask for s in chunk])), located.shape[-1])
+                hits.append(cover.flatten(1).gather(1, located.flatten(1).argmax(1, keepdim=True))[:, 0] > 0)
+    return np.concatenate(out), (float(torch.cat(hits).float().mean()) if hits else None)  # (N, D), rate
 
 
 def image_token_probe(model, *, scenes: int = 60) -> dict:
@@ -78,7 +87,7 @@ def main() -> None:
     started = time.time()
     model = AnyRefModel.from_pretrained(args.model).eval()
     samples = [s for s in split_samples("val", num=args.num) if len(s.targets) == 1]
-    X = embeddings(model, samples)
+    X, top_cell = embeddings(model, samples)
     X = (X - X.mean(0)) / (X.std(0) + 1e-6)
     objects = [s.scene.objects[s.targets[0]] for s in samples]
     split = int(0.7 * len(samples))
@@ -94,7 +103,7 @@ def main() -> None:
     scores["centre_mean_abs_error_px_predicting_the_mean"] = float(np.abs(centre[:split].mean(0) - centre[split:]).mean())
     report = {"model": args.model, "commit": commit(), "machine": machine(), "split": "val", "seed": "split_samples",
               "samples": len(samples), "test_fraction": 0.3, "image_tokens": image_token_probe(model),
-              "obj_embedding": scores, "targets": {"colour_accuracy": 0.9, "shape_accuracy": 0.9, "centre_r2": 0.8}}
+              "obj_embedding": scores, "locator_top_cell_on_target": top_cell, "targets": {"colour_accuracy": 0.9, "shape_accuracy": 0.9, "centre_r2": 0.8}}
     report["wall_s"] = round(time.time() - started, 1)
     out = Path(args.out) if args.out else RESULTS / f"obj_probe_{Path(args.model).name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -61,13 +61,15 @@ def text_rows() -> list[str]:
     if not text:
         return []
     floor = {split: text["floor"][split]["ciou"] for split in SPLITS} if "floor" in text else {}
-    rows = ["| run | steps | train wall s | cIoU val / testA / testB | floor val / testA / testB |",
+    rows = ["| run | steps (in all) | train wall s (in all) | cIoU val / testA / testB | floor val / testA / testB |",
             "|---|---|---|---|---|"]
     for label, run in text["runs"].items():
         scores = " / ".join(f"{run['scores'][s]['ciou']:.3f}" for s in SPLITS)
         floors = " / ".join(f"{floor[s]:.3f}" for s in SPLITS) if floor else "-"
         name = f"**{label}** (shipped)" if run.get("shipped") else label
-        rows.append(f"| {name} | {run['train_steps']} | {run['train_wall_s']:.0f} | {scores} | {floors} |")
+        steps = run.get("total_train_steps", run["train_steps"])  # a run that continued another counts both
+        wall = run.get("total_train_wall_s", run["train_wall_s"])
+        rows.append(f"| {name} | {steps} | {wall:.0f} | {scores} | {floors} |")
     return rows
 
 
@@ -81,6 +83,9 @@ def obj_rows() -> list[str]:
     for key, what in (("colour_accuracy", "target's colour, probe accuracy"),
                       ("shape_accuracy", "target's shape, probe accuracy"), ("centre_r2", "target's centre, R²")):
         rows.append(f"| {probes['samples']} samples | {what} | {mark(obj[key], goal[key])} |")
+    if probes.get("locator_top_cell_on_target") is not None:
+        rows.append(f"| {probes['samples']} samples | the locator's top cell lies on the target (teacher-forced) | "
+                    f"{probes['locator_top_cell_on_target']:.3f} |")
     shipped = [run for run in (text or {}).get("runs", {}).values() if run.get("shipped")]
     restates = shipped[0]["scores"]["val"].get("answer_restates_expression") if shipped else None
     if restates is not None:
@@ -105,8 +110,10 @@ def task_rows() -> list[str]:
         a = s["audio"][key]
         rows.append(f"| audio, {kind} source | mIoU / F (AVSBench) | {a['miou']:.3f} / {a['fscore']:.3f} | "
                     f"{floor[f'audio_{kind}_miou']:.3f} (mIoU) |")
-    rows.append(f"| (run) | | {tasks.get('recipe', 'paper')} recipe, {tasks['train_steps']} steps, "
-                f"{tasks['train_wall_s']:.0f} s, {tasks['eval_samples_per_task']} samples per task | |")
+    steps = tasks.get("total_train_steps", tasks["train_steps"])
+    wall = tasks.get("total_train_wall_s", tasks["train_wall_s"])
+    rows.append(f"| (run) | | {tasks.get('recipe', 'paper')} recipe{', locator' if tasks.get('locator') else ''}, "
+                f"{steps} steps, {wall:.0f} s, {tasks['eval_samples_per_task']} samples per task | |")
     return rows
 
 
