@@ -7,7 +7,7 @@ SAM takes two kinds of prompt (Kirillov et al. 2023): sparse tokens (points, box
 and a dense coarse mask, embedded by its prompt encoder's `mask_downscaling` and added to the image embedding. At
 mini scale the `<obj>` embedding names the target's shape (probe 0.998) but not its place (centre R^2 0.09), and
 SAM-mini's decoder must find colour and place in its own features, where they are weak. Yet a bilinear head over
-the frozen `<obj>` embedding and the LLM's image tokens finds a cell on the target for 0.78 of attribute and 0.44 of
+the frozen `<obj>` embedding and the LLM's image tokens finds a cell on the target for 0.75 of attribute and 0.42 of
 spatial val expressions (research/locator_probe.py). So the miniature gives SAM that map as its mask prompt, and
 trains the map by the mask loss through SAM and by BCE against the share of each cell the target covers.
 
