@@ -28,7 +28,7 @@ class Locator(nn.Module):
         super().__init__()
         self.query = nn.Linear(hidden_size, dim)
         self.key = nn.Linear(hidden_size, dim)
-        self.bias = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(1))  # (1,), not 0-d: DeepSpeed cannot broadcast a 0-d parameter
 
     def forward(self, obj: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """obj (N, D), tokens (N, P, D) -> map logits (N, side, side), P = side * side."""

@@ -63,7 +63,7 @@ from anyref.deepspeed_engine import train_deepspeed
 from anyref.train import TrainConfig
 config_path, run_dir, dropout, kill_after, resume = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), \
     sys.argv[5] == "resume"
-model_config = preset("micro")
+model_config = preset("micro", locator=sys.argv[6] == "locator")
 model_config.llm = replace(model_config.llm, lora_dropout=dropout)
 torch.manual_seed({seed})
 model = AnyRefModel(model_config)
@@ -75,10 +75,12 @@ train_deepspeed(model, config_path, TrainConfig(image_size={image}, seed={seed},
 """.format(seed=SEED, image=IMAGE)
 
 
-def run_script(tmp, config: Path, run_dir: Path, *, processes=1, dropout=0.05, kill_after=0, resume=False):
+def run_script(tmp, config: Path, run_dir: Path, *, processes=1, dropout=0.05, kill_after=0, resume=False,
+               locator=False):
     script = tmp / "train_ds.py"
     script.write_text(SCRIPT)
-    args = [str(config), str(run_dir), str(dropout), str(kill_after), "resume" if resume else "fresh"]
+    args = [str(config), str(run_dir), str(dropout), str(kill_after), "resume" if resume else "fresh",
+            "locator" if locator else "plain"]
     launcher = ([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(processes),
                  "--master_port", _free_port()] if processes > 1 else [sys.executable])
     return subprocess.run([*launcher, str(script), *args], cwd=REPO_ROOT, env=_env(), capture_output=True,
@@ -128,6 +130,18 @@ def test_two_processes_equal_the_plain_loops_micro_batch_average(tmp_path):
                 Recipe(steps=STEPS, lr=config.lr, seed=SEED, warmup_steps=config.warmup_steps), settings={},
                 progress=False)
     assert max(abs(a - b) for a, b in zip(plain.losses, deepspeed["losses"])) < 1e-4
+
+
+def test_a_model_with_the_locator_trains_like_the_plain_loop(cli_run, tmp_path):
+    """The locator's parameters (its bias included) go through DeepSpeed's broadcast and ZeRO-2 like any other."""
+    done = run_script(tmp_path, cli_run["config"], tmp_path / "run", dropout=0.0, locator=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model_config = preset("micro", locator=True)
+    model_config.llm = replace(model_config.llm, lora_dropout=0.0)
+    torch.manual_seed(SEED)
+    plain = train(AnyRefModel(model_config), train_config(), progress=False)
+    deepspeed = losses_of(tmp_path / "run")
+    assert len(deepspeed) == STEPS and max(abs(a - b) for a, b in zip(plain.losses, deepspeed)) < 1e-5
 
 
 def test_killed_run_resumes_to_the_uninterrupted_losses(cli_run, tmp_path):
