@@ -24,14 +24,14 @@ from torch import nn
 class Locator(nn.Module):
     """Bilinear match of each `<obj>` embedding against its image's tokens: a logit per grid cell."""
 
-    def __init__(self, hidden_size: int, *, dim: int = 64):
+    def __init__(self, hidden_size: int, *, key_size: int | None = None, dim: int = 64):
         super().__init__()
         self.query = nn.Linear(hidden_size, dim)
-        self.key = nn.Linear(hidden_size, dim)
+        self.key = nn.Linear(key_size or hidden_size, dim)  # keys of another width: the lab's probe of SAM features
         self.bias = nn.Parameter(torch.zeros(1))  # (1,), not 0-d: DeepSpeed cannot broadcast a 0-d parameter
 
     def forward(self, obj: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """obj (N, D), tokens (N, P, D) -> map logits (N, side, side), P = side * side."""
+        """obj (N, D), tokens (N, P, K) -> map logits (N, side, side), P = side * side."""
         side = int(round(tokens.shape[1] ** 0.5))
         if side * side != tokens.shape[1]:
             raise ValueError(f"the locator needs a square grid of image tokens, got {tokens.shape[1]}")
@@ -43,6 +43,12 @@ class Locator(nn.Module):
 def cell_cover(masks: torch.Tensor, side: int) -> torch.Tensor:
     """Target masks (N, H, W) -> the share of each of side x side cells that the target covers, (N, side, side)."""
     return F.adaptive_avg_pool2d(masks.float()[:, None], side)[:, 0]
+
+
+def top_cell_on_target(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Whether each map's highest cell (N, side, side) overlaps its target mask (N, H, W): (N,) bool."""
+    cover = cell_cover(masks, logits.shape[-1]).flatten(1)  # (N, side * side)
+    return cover.gather(1, logits.flatten(1).argmax(1, keepdim=True))[:, 0] > 0
 
 
 def locator_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Diagnostic: could the `<obj>` embedding FIND its target by matching the image tokens, if a small head were taught to?
 
 The shipped text model's `<obj>` embedding names the target's shape but not its place (centre R^2 0.09). Place is in
-the image tokens (grid R^2 0.998). A bilinear "locator", map_p = (W_q e) . (W_k t_p) / sqrt(d), over the frozen
-refocused `<obj>` embedding e and each image token t_p (or each SAM-mini embedding), is trained with BCE against the
-share of each grid cell the target covers, on training samples, and scored on val:
+the image tokens (grid R^2 0.998). A bilinear "locator" (anyref.locator), map_p = (W_q e) . (W_k t_p) / sqrt(d),
+over the frozen refocused `<obj>` embedding e and each image token t_p (or each SAM-mini embedding), is trained with
+BCE against the share of each grid cell the target covers, on training samples, and scored on val:
 - hit: the map's top cell lies on the target;
 - map IoU: the upsampled map (sigmoid > 0.5) against the target mask, summed over samples (cIoU).
 If a head this small finds the target from frozen features, the decoder can be given that map as a dense prompt.
@@ -24,6 +24,7 @@ from anyref import AnyRefModel
 from anyref.batching import collate
 from anyref.data import split_samples
 from anyref.data.shapescenes import training_sample
+from anyref.locator import Locator, locator_loss, top_cell_on_target
 from anyref.paths import TEXT_MODEL_DIR
 from anyref.provenance import commit, machine
 from lab import RESULTS
@@ -43,54 +44,31 @@ def features(model, samples, *, batch_size: int = 16) -> dict[str, torch.Tensor]
     return {"obj": torch.cat(obj), "tokens": torch.cat(tokens), "sam": torch.cat(sam), "masks": masks}
 
 
-class Locator(torch.nn.Module):
-    """map_p = (W_q e) . (W_k k_p) / sqrt(d) + b."""
-
-    def __init__(self, query_dim: int, key_dim: int, *, dim: int = 64):
-        super().__init__()
-        self.query, self.key = torch.nn.Linear(query_dim, dim), torch.nn.Linear(key_dim, dim)
-        self.bias = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, obj: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """(N, D), (N, P, K) -> logits (N, P)."""
-        q, k = self.query(obj), self.key(keys)  # (N, d), (N, P, d)
-        return torch.einsum("nd,npd->np", q, k) / q.shape[-1] ** 0.5 + self.bias
-
-
 def keys_of(data: dict, name: str) -> torch.Tensor:
     """(N, P, K) keys: the LLM's image tokens, or SAM's embeddings flattened."""
     return data["tokens"] if name == "tokens" else data["sam"].flatten(2).transpose(1, 2)
 
 
-def cell_cover(masks: torch.Tensor, side: int) -> torch.Tensor:
-    """(N, H, W) -> share of each of side x side cells the target covers, (N, side * side)."""
-    return F.adaptive_avg_pool2d(masks[:, None], side).flatten(1)
-
-
 def score(locator, data, name) -> dict:
     """Top-cell hit rate and the cIoU of the thresholded upsampled map, on one split's features."""
     with torch.no_grad():
-        logits = locator(data["obj"], keys_of(data, name))  # (N, P)
-    side = int(round(logits.shape[1] ** 0.5))
-    cover = cell_cover(data["masks"], side)
-    hit = cover.gather(1, logits.argmax(1, keepdim=True)).squeeze(1) > 0
+        logits = locator(data["obj"], keys_of(data, name))  # (N, side, side)
+    hit = top_cell_on_target(logits, data["masks"])
     size = data["masks"].shape[-1]
-    up = F.interpolate(logits.view(-1, 1, side, side), size=size, mode="bilinear", align_corners=False)[:, 0] > 0
+    up = F.interpolate(logits[:, None], size=size, mode="bilinear", align_corners=False)[:, 0] > 0
     target = data["masks"] > 0.5
     ciou = (up & target).sum().item() / max((up | target).sum().item(), 1)
     return {"top_cell_hit": round(hit.float().mean().item(), 3), "map_ciou": round(ciou, 3)}
 
 
 def fit(train, name, *, steps: int, seed: int) -> tuple[Locator, float]:
-    """Train a Locator with BCE against cell cover; return it and its last loss."""
+    """Train the package's Locator with its BCE against cell cover; return it and its last loss."""
     torch.manual_seed(seed)
     keys = keys_of(train, name)
-    locator = Locator(train["obj"].shape[-1], keys.shape[-1])
-    side = int(round(keys.shape[1] ** 0.5))
-    cover = cell_cover(train["masks"], side)
+    locator = Locator(train["obj"].shape[-1], key_size=keys.shape[-1])
     optimiser = torch.optim.Adam(locator.parameters(), lr=3e-3, weight_decay=1e-4)
     for _ in range(steps):
-        loss = F.binary_cross_entropy_with_logits(locator(train["obj"], keys), cover)
+        loss = locator_loss(locator(train["obj"], keys), train["masks"])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

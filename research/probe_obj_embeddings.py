@@ -26,7 +26,7 @@ from anyref import AnyRefModel
 from anyref.batching import collate
 from anyref.data import make_scene, split_samples
 from anyref.data.shapescenes import grid_cell
-from anyref.locator import cell_cover
+from anyref.locator import top_cell_on_target
 from anyref.paths import MIXTURE_MODEL_DIR
 from anyref.provenance import commit, machine
 from lab import RESULTS
@@ -44,8 +44,7 @@ def embeddings(model, samples, *, batch_size: int = 8) -> tuple[np.ndarray, floa
             out.append(result["obj_embeddings"].numpy())
             if model.locator is not None:
                 located = model.locate(result["obj_embeddings"], model.image_tokens(batch.images), result["queries"])
-                cover = cell_cover(torch.from_numpy(np.stack([s.mask for s in chunk])), located.shape[-1])
-                hits.append(cover.flatten(1).gather(1, located.flatten(1).argmax(1, keepdim=True))[:, 0] > 0)
+                hits.append(top_cell_on_target(located, torch.from_numpy(np.stack([s.mask for s in chunk]))))
     return np.concatenate(out), (float(torch.cat(hits).float().mean()) if hits else None)  # (N, D), rate
 
 
@@ -103,7 +102,8 @@ def main() -> None:
     scores["centre_mean_abs_error_px_predicting_the_mean"] = float(np.abs(centre[:split].mean(0) - centre[split:]).mean())
     report = {"model": args.model, "commit": commit(), "machine": machine(), "split": "val", "seed": "split_samples",
               "samples": len(samples), "test_fraction": 0.3, "image_tokens": image_token_probe(model),
-              "obj_embedding": scores, "locator_top_cell_on_target": top_cell, "targets": {"colour_accuracy": 0.9, "shape_accuracy": 0.9, "centre_r2": 0.8}}
+              "obj_embedding": scores, "locator_top_cell_on_target": top_cell,
+              "targets": {"colour_accuracy": 0.9, "shape_accuracy": 0.9, "centre_r2": 0.8}}
     report["wall_s"] = round(time.time() - started, 1)
     out = Path(args.out) if args.out else RESULTS / f"obj_probe_{Path(args.model).name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -61,8 +61,8 @@ def main() -> None:
 
     seed_everything(args.seed)
     locator = not args.no_locator
-    config = with_recipe(preset(args.preset, prompt_distill_weight=args.prompt_distill, locator=locator), args.recipe)
-    model = (AnyRefModel(config) if args.init_from is None
+    model = (AnyRefModel(with_recipe(preset(args.preset, prompt_distill_weight=args.prompt_distill, locator=locator),
+                                     args.recipe)) if args.init_from is None
              else AnyRefModel.start_from(args.init_from, locator=locator))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=250, time_budget_s=args.minutes * 60,

@@ -5,7 +5,7 @@ import torch
 from anyref import AnyRefModel, preset
 from anyref.errors import AnyRefCheckpointError
 from anyref.batching import collate
-from anyref.locator import Locator, cell_cover, dense_prompt, locator_loss
+from anyref.locator import Locator, cell_cover, dense_prompt, locator_loss, top_cell_on_target
 from anyref.refocus import ObjQuery
 from anyref.tokens import segment_answer, segment_question
 
@@ -108,3 +108,10 @@ def test_start_from_adds_a_fresh_locator_and_keeps_the_rest(micro_model, samples
     with pytest.raises(AnyRefCheckpointError, match="does not fit"):
         AnyRefModel.start_from(tmp_path / "plain", max_text_tokens=96, llm=dict(micro_model.config.to_dict()["llm"],
                                                                                  hidden_size=64))
+
+
+def test_top_cell_on_target_reads_the_highest_cell():
+    masks = torch.zeros(2, 8, 8)
+    masks[:, :4, :4] = 1  # both targets fill the top-left cell of a 2 x 2 grid
+    logits = torch.tensor([[[5.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 5.0]]])
+    assert top_cell_on_target(logits, masks).tolist() == [True, False]
