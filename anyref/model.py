@@ -102,7 +102,7 @@ class AnyRefModel(nn.Module):
         self.audio_projection = nn.Linear(config.audio.out_dim, hidden)  # audio clip embedding -> one LLM token
         self.obj_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, config.sam.prompt_dim))
         self.locator = Locator(hidden) if config.locator else None  # the miniature's dense prompt (anyref.locator)
-        self.refocus_lambda = nn.Parameter(torch.tensor(float(config.refocus_weight))) if config.refocus_learnable \
+        self.refocus_lambda = nn.Parameter(torch.full((1,), float(config.refocus_weight))) if config.refocus_learnable \
             else None  # lambda_f trained with the model (Table 7's dagger rows); else config.refocus_weight
         self.llm = add_lora(llm, config.llm) if config.llm.use_lora else llm
         self.apply_trainable()

@@ -103,7 +103,7 @@ def refocus(hidden: torch.Tensor, weights: torch.Tensor, queries: list[ObjQuery]
             weight: float | torch.Tensor) -> torch.Tensor:
     """Eq. 2: h_obj + lambda_f * sum_i a_i h_i, from last-layer hidden states (B, L, D) -> (N, D).
 
-    `weight` is lambda_f: a number, or a 0-d parameter that learns (its gradient flows even where it is 0).
+    `weight` is lambda_f: a number, or a one-element parameter that learns (its gradient flows even where it is 0).
     """
     batch_idx = torch.tensor([q.batch for q in queries], device=hidden.device)
     h_obj = hidden[batch_idx, torch.tensor([q.query for q in queries], device=hidden.device)]  # (N, D)

@@ -56,14 +56,14 @@ def _free_port() -> str:
 # A training script for runs the CLI cannot express: two processes without LoRA dropout (each process draws its own
 # dropout masks, which no single process reproduces), and a run that kills itself.
 SCRIPT = """
-import os, signal, sys, torch
+import json, os, signal, sys, torch
 from dataclasses import replace
 from anyref import AnyRefModel, preset
 from anyref.deepspeed_engine import train_deepspeed
 from anyref.train import TrainConfig
 config_path, run_dir, dropout, kill_after, resume = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), \
     sys.argv[5] == "resume"
-model_config = preset("micro", locator=sys.argv[6] == "locator")
+model_config = preset("micro", **json.loads(sys.argv[6]))
 model_config.llm = replace(model_config.llm, lora_dropout=dropout)
 torch.manual_seed({seed})
 model = AnyRefModel(model_config)
@@ -76,11 +76,11 @@ train_deepspeed(model, config_path, TrainConfig(image_size={image}, seed={seed},
 
 
 def run_script(tmp, config: Path, run_dir: Path, *, processes=1, dropout=0.05, kill_after=0, resume=False,
-               locator=False):
+               changes=None):
     script = tmp / "train_ds.py"
     script.write_text(SCRIPT)
     args = [str(config), str(run_dir), str(dropout), str(kill_after), "resume" if resume else "fresh",
-            "locator" if locator else "plain"]
+            json.dumps(changes or {})]
     launcher = ([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(processes),
                  "--master_port", _free_port()] if processes > 1 else [sys.executable])
     return subprocess.run([*launcher, str(script), *args], cwd=REPO_ROOT, env=_env(), capture_output=True,
@@ -132,11 +132,12 @@ def test_two_processes_equal_the_plain_loops_micro_batch_average(tmp_path):
     assert max(abs(a - b) for a, b in zip(plain.losses, deepspeed["losses"])) < 1e-4
 
 
-def test_a_model_with_the_locator_trains_like_the_plain_loop(cli_run, tmp_path):
-    """The locator's parameters (its bias included) go through DeepSpeed's broadcast and ZeRO-2 like any other."""
-    done = run_script(tmp_path, cli_run["config"], tmp_path / "run", dropout=0.0, locator=True)
+def test_a_model_with_the_locator_and_a_learned_lambda_trains_like_the_plain_loop(cli_run, tmp_path):
+    """The locator's parameters and a trained lambda_f (one-element tensors both) go through DeepSpeed's broadcast."""
+    changes = {"locator": True, "refocus_learnable": True}
+    done = run_script(tmp_path, cli_run["config"], tmp_path / "run", dropout=0.0, changes=changes)
     assert done.returncode == 0, done.stderr[-3000:]
-    model_config = preset("micro", locator=True)
+    model_config = preset("micro", **changes)
     model_config.llm = replace(model_config.llm, lora_dropout=0.0)
     torch.manual_seed(SEED)
     plain = train(AnyRefModel(model_config), train_config(), progress=False)
