@@ -7,6 +7,9 @@ BCE against the share of each grid cell the target covers, on training samples, 
 - hit: the map's top cell lies on the target;
 - map IoU: the upsampled map (sigmoid > 0.5) against the target mask, summed over samples (cIoU).
 If a head this small finds the target from frozen features, the decoder can be given that map as a dense prompt.
+--loss softmax trains the same head by cross-entropy of a softmax over the cells against the normalised cover: a
+ranking, where BCE asks for an absolute threshold that "the leftmost star" cannot have (the second star from the left
+is the target in another scene).
 
     python research/locator_probe.py --model data/models/anyref-mini-text
 """
@@ -24,7 +27,7 @@ from anyref import AnyRefModel
 from anyref.batching import collate
 from anyref.data import split_samples
 from anyref.data.shapescenes import training_sample
-from anyref.locator import Locator, locator_loss, top_cell_on_target
+from anyref.locator import Locator, cell_cover, locator_loss, top_cell_on_target
 from anyref.paths import TEXT_MODEL_DIR
 from anyref.provenance import commit, machine
 from lab import RESULTS
@@ -49,26 +52,39 @@ def keys_of(data: dict, name: str) -> torch.Tensor:
     return data["tokens"] if name == "tokens" else data["sam"].flatten(2).transpose(1, 2)
 
 
-def score(locator, data, name) -> dict:
-    """Top-cell hit rate and the cIoU of the thresholded upsampled map, on one split's features."""
+def softmax_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a softmax over the cells (N, side, side) against each target's normalised cell cover."""
+    cover = cell_cover(masks, logits.shape[-1]).flatten(1)  # (N, P)
+    target = cover / cover.sum(1, keepdim=True).clamp_min(1e-6)
+    return -(target * logits.flatten(1).log_softmax(1)).sum(1).mean()
+
+
+LOSSES = {"bce": locator_loss, "softmax": softmax_loss}
+
+
+def score(locator, data, name, loss_name: str = "bce") -> dict:
+    """Top-cell hit rate and the cIoU of the thresholded upsampled map (logit > 0 for BCE; at least half the top
+    cell's probability for softmax), on one split's features."""
     with torch.no_grad():
         logits = locator(data["obj"], keys_of(data, name))  # (N, side, side)
     hit = top_cell_on_target(logits, data["masks"])
     size = data["masks"].shape[-1]
+    if loss_name == "softmax":
+        logits = logits - logits.flatten(1).amax(1)[:, None, None] + np.log(2.0)
     up = F.interpolate(logits[:, None], size=size, mode="bilinear", align_corners=False)[:, 0] > 0
     target = data["masks"] > 0.5
     ciou = (up & target).sum().item() / max((up | target).sum().item(), 1)
     return {"top_cell_hit": round(hit.float().mean().item(), 3), "map_ciou": round(ciou, 3)}
 
 
-def fit(train, name, *, steps: int, seed: int) -> tuple[Locator, float]:
-    """Train the package's Locator with its BCE against cell cover; return it and its last loss."""
+def fit(train, name, *, steps: int, seed: int, loss_name: str = "bce") -> tuple[Locator, float]:
+    """Train the package's Locator against cell cover (by BCE or a softmax); return it and its last loss."""
     torch.manual_seed(seed)
     keys = keys_of(train, name)
     locator = Locator(train["obj"].shape[-1], key_size=keys.shape[-1])
     optimiser = torch.optim.Adam(locator.parameters(), lr=3e-3, weight_decay=1e-4)
     for _ in range(steps):
-        loss = locator_loss(locator(train["obj"], keys), train["masks"])
+        loss = LOSSES[loss_name](locator(train["obj"], keys), train["masks"])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -84,6 +100,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keys", nargs="+", default=["tokens", "sam"], choices=["tokens", "sam"],
                         help="what the locator searches: the LLM's image tokens and/or SAM-mini's embeddings")
+    parser.add_argument("--loss", default="bce", choices=sorted(LOSSES))
     parser.add_argument("--out", default=str(RESULTS / "locator_probe.json"))
     args = parser.parse_args()
     started = time.time()
@@ -93,15 +110,15 @@ def main() -> None:
     val = [s for s in split_samples("val", num=args.val) if len(s.targets) == 1]
     train_data, val_data = features(model, train), features(model, val)
     report = {"model": args.model, "commit": commit(), "machine": machine(), "seed": args.seed,
-              "train_samples": len(train), "val_samples": len(val), "steps": args.steps}
+              "train_samples": len(train), "val_samples": len(val), "steps": args.steps, "loss": args.loss}
     for name in args.keys:
-        locator, loss = fit(train_data, name, steps=args.steps, seed=args.seed)
-        report[name] = {"final_loss": loss, "train": score(locator, train_data, name),
-                        "val": score(locator, val_data, name)}
+        locator, loss = fit(train_data, name, steps=args.steps, seed=args.seed, loss_name=args.loss)
+        report[name] = {"final_loss": loss, "train": score(locator, train_data, name, args.loss),
+                        "val": score(locator, val_data, name, args.loss)}
         for kind in sorted({s.kind for s in val}):
             rows = torch.tensor([i for i, s in enumerate(val) if s.kind == kind])
             subset = {key: value[rows] for key, value in val_data.items()}
-            report[name][f"val_{kind}"] = {**score(locator, subset, name), "samples": len(rows)}
+            report[name][f"val_{kind}"] = {**score(locator, subset, name, args.loss), "samples": len(rows)}
         print(name, report[name], flush=True)
     report["wall_s"] = round(time.time() - started, 1)
     with open(args.out, "w") as f:
