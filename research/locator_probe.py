@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keys", nargs="+", default=["tokens", "sam"], choices=["tokens", "sam"],
                         help="what the locator searches: the LLM's image tokens and/or SAM-mini's embeddings")
-    parser.add_argument("--loss", default="bce", choices=sorted(LOSSES))
+    parser.add_argument("--loss", nargs="+", default=["bce"], choices=sorted(LOSSES),
+                        help="how the head is trained; several: each on the same features, reported as KEYS/LOSS")
     parser.add_argument("--out", default=str(RESULTS / "locator_probe.json"))
     args = parser.parse_args()
     started = time.time()
@@ -110,16 +111,18 @@ def main() -> None:
     val = [s for s in split_samples("val", num=args.val) if len(s.targets) == 1]
     train_data, val_data = features(model, train), features(model, val)
     report = {"model": args.model, "commit": commit(), "machine": machine(), "seed": args.seed,
-              "train_samples": len(train), "val_samples": len(val), "steps": args.steps, "loss": args.loss}
+              "train_samples": len(train), "val_samples": len(val), "steps": args.steps}
     for name in args.keys:
-        locator, loss = fit(train_data, name, steps=args.steps, seed=args.seed, loss_name=args.loss)
-        report[name] = {"final_loss": loss, "train": score(locator, train_data, name, args.loss),
-                        "val": score(locator, val_data, name, args.loss)}
-        for kind in sorted({s.kind for s in val}):
-            rows = torch.tensor([i for i, s in enumerate(val) if s.kind == kind])
-            subset = {key: value[rows] for key, value in val_data.items()}
-            report[name][f"val_{kind}"] = {**score(locator, subset, name, args.loss), "samples": len(rows)}
-        print(name, report[name], flush=True)
+        for loss_name in args.loss:
+            entry = name if loss_name == "bce" else f"{name}/{loss_name}"
+            locator, loss = fit(train_data, name, steps=args.steps, seed=args.seed, loss_name=loss_name)
+            report[entry] = {"final_loss": loss, "train": score(locator, train_data, name, loss_name),
+                             "val": score(locator, val_data, name, loss_name)}
+            for kind in sorted({s.kind for s in val}):
+                rows = torch.tensor([i for i, s in enumerate(val) if s.kind == kind])
+                subset = {key: value[rows] for key, value in val_data.items()}
+                report[entry][f"val_{kind}"] = {**score(locator, subset, name, loss_name), "samples": len(rows)}
+            print(entry, report[entry], flush=True)
     report["wall_s"] = round(time.time() - started, 1)
     with open(args.out, "w") as f:
         f.write(json.dumps(report, indent=2) + "\n")
