@@ -144,7 +144,8 @@ class AnyRefConfig:
     dice_weight: float = 0.5  # lambda_dice of Eq. 3
     prompt_distill_weight: float = 0.0  # mini training aid (not the paper's): anyref.prompt_distill; 0 = off
     locator: bool = False  # mini deviation (not the paper's): anyref.locator's map as SAM's dense prompt
-    locator_weight: float = 1.0  # weight of the locator map's BCE in the loss (when locator is on)
+    locator_weight: float = 1.0  # weight of the locator map's loss (when locator is on)
+    locator_loss: str = "bce"  # "bce": each cell against its cover; "softmax": a ranking over cells (anyref.locator)
     max_text_tokens: int = 96
     max_new_tokens: int = 24
     tokenizer_path: str | None = None  # a local tokenizer folder; None builds the ShapeScenes word tokenizer

@@ -11,21 +11,30 @@ the frozen `<obj>` embedding and the LLM's image tokens finds a cell on the targ
 spatial val expressions (research/locator_probe.py). So the miniature gives SAM that map as its mask prompt, and
 trains the map by the mask loss through SAM and by BCE against the share of each cell the target covers.
 
+Trained by BCE, each cell must clear one threshold in every scene, which "the leftmost circle" cannot do: whether a
+circle is leftmost depends on the others. `ranking=True` makes the map a softmax over the cells (a log-probability
+against the uniform map, so 0 means "as likely as any cell"), trained by cross-entropy against the normalised cover.
+
 The map is drawn on the vision tower's patch grid and handed to SAM's input frame unchanged: both must cover the
 same square image, as in the miniature (ShapeScenes, 128 px, no crop or padding).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+LOCATOR_LOSSES = ("bce", "softmax")
 
 
 class Locator(nn.Module):
     """Bilinear match of each `<obj>` embedding against its image's tokens: a logit per grid cell."""
 
-    def __init__(self, hidden_size: int, *, key_size: int | None = None, dim: int = 64):
+    def __init__(self, hidden_size: int, *, key_size: int | None = None, dim: int = 64, ranking: bool = False):
         super().__init__()
+        self.ranking = ranking  # a softmax over the cells: log(P * p) per cell
         self.query = nn.Linear(hidden_size, dim)
         self.key = nn.Linear(key_size or hidden_size, dim)  # keys of another width: the lab's probe of SAM features
         self.bias = nn.Parameter(torch.zeros(1))  # (1,), not 0-d: DeepSpeed cannot broadcast a 0-d parameter
@@ -37,6 +46,8 @@ class Locator(nn.Module):
             raise ValueError(f"the locator needs a square grid of image tokens, got {tokens.shape[1]}")
         q, k = self.query(obj), self.key(tokens)  # (N, d), (N, P, d)
         logits = torch.einsum("nd,npd->np", q, k) * q.shape[-1] ** -0.5 + self.bias  # (N, P)
+        if self.ranking:
+            logits = logits.log_softmax(1) + math.log(logits.shape[1])  # 0 = the uniform map's probability
         return logits.view(-1, side, side)
 
 
@@ -51,9 +62,16 @@ def top_cell_on_target(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     return cover.gather(1, logits.flatten(1).argmax(1, keepdim=True))[:, 0] > 0
 
 
-def locator_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """BCE of the map logits (N, side, side) against each cell's target cover."""
-    return F.binary_cross_entropy_with_logits(logits.float(), cell_cover(masks, logits.shape[-1]))
+def locator_loss(logits: torch.Tensor, masks: torch.Tensor, *, kind: str = "bce") -> torch.Tensor:
+    """BCE of the map logits (N, side, side) against each cell's target cover, or ("softmax") the cross-entropy of
+    the softmax over cells against the cover normalised to sum to one."""
+    cover = cell_cover(masks, logits.shape[-1])  # (N, side, side)
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits.float(), cover)
+    if kind != "softmax":
+        raise ValueError(f"unknown locator loss {kind!r}; choose one of {LOCATOR_LOSSES}")
+    target = cover.flatten(1) / cover.flatten(1).sum(1, keepdim=True).clamp_min(1e-6)  # (N, P)
+    return -(target * logits.float().flatten(1).log_softmax(1)).sum(1).mean()
 
 
 def dense_prompt(sam, logits: torch.Tensor) -> torch.Tensor:

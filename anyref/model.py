@@ -11,10 +11,10 @@ from torch import nn
 from .audio import AudioEncoder, waveform_to_clips
 from .config import AnyRefConfig, AudioConfig
 from .data.words import build_word_tokenizer
-from .errors import AnyRefCheckpointError, AnyRefError, AnyRefInputError
+from .errors import AnyRefCheckpointError, AnyRefConfigError, AnyRefError, AnyRefInputError
 from .paths import resolve
 from .llm import add_lora, build_llama
-from .locator import Locator, dense_prompt, locator_loss
+from .locator import LOCATOR_LOSSES, Locator, dense_prompt, locator_loss
 from .losses import anyref_loss
 from .prompt_distill import distill_loss
 from .referring import (AUD_REF_FEATURE, IMG_REF_FEATURE, Audio, Example, Region, check_box, check_example,
@@ -101,7 +101,9 @@ class AnyRefModel(nn.Module):
         self.audio = build_audio(config.audio)  # ImageBind's audio branch (frozen in the paper)
         self.audio_projection = nn.Linear(config.audio.out_dim, hidden)  # audio clip embedding -> one LLM token
         self.obj_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, config.sam.prompt_dim))
-        self.locator = Locator(hidden) if config.locator else None  # the miniature's dense prompt (anyref.locator)
+        if config.locator_loss not in LOCATOR_LOSSES:
+            raise AnyRefConfigError(f"unknown locator_loss {config.locator_loss!r}; choose one of {LOCATOR_LOSSES}")
+        self.locator = Locator(hidden, ranking=config.locator_loss == "softmax") if config.locator else None
         self.refocus_lambda = nn.Parameter(torch.full((1,), float(config.refocus_weight))) if config.refocus_learnable \
             else None  # lambda_f trained with the model (Table 7's dagger rows); else config.refocus_weight
         self.llm = add_lora(llm, config.llm) if config.llm.use_lora else llm
@@ -300,7 +302,8 @@ class AnyRefModel(nn.Module):
         losses = anyref_loss(logits, labels, mask_logits, targets, ce_weight=self.config.ce_weight,
                              bce_weight=self.config.bce_weight, dice_weight=self.config.dice_weight)
         if self.locator is not None:
-            losses["locate"] = losses["ce"].new_zeros(()) if located is None else locator_loss(located, targets)
+            losses["locate"] = (losses["ce"].new_zeros(()) if located is None
+                                else locator_loss(located, targets, kind=self.config.locator_loss))
             losses["loss"] = losses["loss"] + self.config.locator_weight * losses["locate"]
         if self.config.prompt_distill_weight and supervised:
             losses["distill"] = distill_loss(self.sam, self.obj_mlp(embeddings[supervised]), targets)

@@ -12,6 +12,7 @@ import torch
 
 from anyref import AnyRefModel, preset
 from anyref.config import RECIPES, with_recipe
+from anyref.locator import LOCATOR_LOSSES
 from anyref.data.tasks import DEFAULT_MIX
 from anyref.evaluate import all_objects_baseline, evaluate_tasks
 from anyref.paths import BUILD_DIR, MIXTURE_MODEL_DIR, RESULTS_DIR
@@ -42,6 +43,8 @@ def main() -> None:
                         "full-llm: the miniature's deviation that trains the whole LLM and the projector")
     parser.add_argument("--no-locator", action="store_true", help="the paper's configuration: no locator, SAM's "
                         "dense prompt stays 'no mask' (the mini presets have one: anyref.locator)")
+    parser.add_argument("--locator-loss", default=None, choices=LOCATOR_LOSSES, help="how the locator's map trains "
+                        "(anyref.locator; default: the preset's, or the --init-from model's)")
     parser.add_argument("--init-from", default=None, help="start from this saved model's weights (a model folder; "
                         "a locator it lacks starts fresh) instead of the ingredients")
     parser.add_argument("--run-dir", default=str(BUILD_DIR / "benchmark-tasks"), help="checkpoint folder (resumes)")
@@ -59,8 +62,9 @@ def main() -> None:
         return
     seed_everything(args.seed)
     locator = not args.no_locator
-    model = (AnyRefModel(with_recipe(preset("mini", locator=locator), args.recipe)) if args.init_from is None
-             else AnyRefModel.start_from(args.init_from, locator=locator))
+    changes = {"locator": locator} | ({} if args.locator_loss is None else {"locator_loss": args.locator_loss})
+    model = (AnyRefModel(with_recipe(preset("mini", **changes), args.recipe)) if args.init_from is None
+             else AnyRefModel.start_from(args.init_from, **changes))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=100, time_budget_s=args.minutes * 60,
                          tasks=DEFAULT_MIX)
@@ -74,7 +78,8 @@ def main() -> None:
         "benchmark": "AnyRef-mini on the ShapeScenes task mixture, mini preset (pretrained ingredients), 128px",
         "commit": commit(), "machine": machine(), "torch_threads": torch.get_num_threads(),
         "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps, "schedule_steps": args.steps,
-        "recipe": args.recipe, "locator": locator, "init_from": args.init_from, "batch_size": args.batch_size,
+        "recipe": args.recipe, "locator": locator, "locator_loss": model.config.locator_loss if locator else None,
+        "init_from": args.init_from, "batch_size": args.batch_size,
         "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
         "mixture": dict(DEFAULT_MIX), "eval_samples_per_task": args.eval_samples, "shots": args.shots,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",

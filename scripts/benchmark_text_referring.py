@@ -12,6 +12,7 @@ import torch
 
 from anyref import AnyRefModel, preset
 from anyref.config import RECIPES, with_recipe
+from anyref.locator import LOCATOR_LOSSES
 from anyref.data import split_samples
 from anyref.provenance import commit, machine
 from anyref.paths import BUILD_DIR, RESULTS_DIR, TEXT_MODEL_DIR
@@ -46,6 +47,8 @@ def main() -> None:
                         "anyref.prompt_distill (0: the paper's loss alone)")
     parser.add_argument("--no-locator", action="store_true", help="the paper's configuration: no locator, SAM's "
                         "dense prompt stays 'no mask' (the mini presets have one: anyref.locator)")
+    parser.add_argument("--locator-loss", default=None, choices=LOCATOR_LOSSES, help="how the locator's map trains "
+                        "(anyref.locator; default: the preset's, or the --init-from model's)")
     parser.add_argument("--init-from", default=None, help="start from this saved model's weights (a model folder; "
                         "a locator it lacks starts fresh) instead of the ingredients")
     parser.add_argument("--run-dir", default=None, help="checkpoint folder (default: build/benchmark-PRESET)")
@@ -61,9 +64,10 @@ def main() -> None:
 
     seed_everything(args.seed)
     locator = not args.no_locator
-    model = (AnyRefModel(with_recipe(preset(args.preset, prompt_distill_weight=args.prompt_distill, locator=locator),
+    changes = {"locator": locator} | ({} if args.locator_loss is None else {"locator_loss": args.locator_loss})
+    model = (AnyRefModel(with_recipe(preset(args.preset, prompt_distill_weight=args.prompt_distill, **changes),
                                      args.recipe)) if args.init_from is None
-             else AnyRefModel.start_from(args.init_from, locator=locator))
+             else AnyRefModel.start_from(args.init_from, **changes))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=250, time_budget_s=args.minutes * 60,
                          stop_after=args.stop_after)
@@ -79,7 +83,8 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(), "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps,
         "recipe": args.recipe, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup,
         "schedule_steps": args.steps, "prompt_distill_weight": args.prompt_distill,
-        "locator": locator, "init_from": args.init_from,
+        "locator": locator, "locator_loss": model.config.locator_loss if locator else None,
+        "init_from": args.init_from,
         "stop_after": args.stop_after, "minutes_budget": args.minutes,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,

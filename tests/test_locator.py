@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from anyref import AnyRefModel, preset
-from anyref.errors import AnyRefCheckpointError
+from anyref.errors import AnyRefCheckpointError, AnyRefConfigError
 from anyref.batching import collate
 from anyref.locator import Locator, cell_cover, dense_prompt, locator_loss, top_cell_on_target
 from anyref.refocus import ObjQuery
@@ -48,6 +48,45 @@ def test_locator_learns_to_find_the_matching_token():
         optimiser.step()
     found = locator(obj, tokens).flatten(1).argmax(1)
     assert loss.item() < first / 2 and (found == where).float().mean() > 0.9
+
+
+def test_ranking_map_is_a_log_probability_and_its_loss_is_cross_entropy():
+    locator = Locator(16, dim=8, ranking=True)
+    logits = locator(torch.randn(3, 16), torch.randn(3, 9, 16))  # (3, 3, 3)
+    torch.testing.assert_close((logits.flatten(1) - torch.log(torch.tensor(9.0))).logsumexp(1), torch.zeros(3))
+    where = torch.tensor([0, 4, 8])
+    masks = torch.nn.functional.one_hot(where, 9).float().view(3, 3, 3)  # one pixel per cell
+    torch.testing.assert_close(locator_loss(logits, masks, kind="softmax"),
+                               torch.nn.functional.cross_entropy(logits.flatten(1), where))
+    with pytest.raises(ValueError, match="unknown locator loss"):
+        locator_loss(logits, masks, kind="hinge")
+    with pytest.raises(AnyRefConfigError, match="locator_loss"):
+        AnyRefModel(preset("micro", locator=True, locator_loss="hinge"))
+
+
+def test_ranking_locator_learns_a_superlative():
+    """"The leftmost of its kind": the target depends on the other tokens of its kind (BCE's argmax learns this toy
+    too; on ShapeScenes' frozen features the ranking finds more targets, research/results/locator_probe_softmax.json)."""
+    torch.manual_seed(0)
+    n, side, kinds = 512, 4, 4
+    kind = torch.randint(0, kinds, (n, side * side))  # (N, P): the kind of object in each cell
+    column = torch.arange(side * side) % side  # (P,)
+    tokens = torch.cat([torch.nn.functional.one_hot(kind, kinds).float(),
+                        column.float().expand(n, -1)[..., None] / side], dim=-1)  # (N, P, kinds + 1)
+    wanted = kind[:, 0]  # a kind present in every scene
+    leftmost = torch.where(kind == wanted[:, None], column, side).argmin(1)  # the first cell in the leftmost column
+    masks = torch.nn.functional.one_hot(leftmost, side * side).float().view(n, side, side)
+    obj = torch.nn.functional.one_hot(wanted, kinds).float()
+    locator = Locator(kinds, key_size=kinds + 1, dim=8, ranking=True)
+    optimiser = torch.optim.Adam(locator.parameters(), lr=3e-2)
+    for _ in range(400):
+        loss = locator_loss(locator(obj, tokens), masks, kind="softmax")
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    found = locator(obj, tokens).flatten(1).argmax(1)
+    hit = column[found] == column[leftmost]
+    assert (hit & (kind.gather(1, found[:, None])[:, 0] == wanted)).float().mean() > 0.9
 
 
 def test_dense_prompt_reaches_the_mask(located_model, samples):
