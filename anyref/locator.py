@@ -70,7 +70,8 @@ def locator_loss(logits: torch.Tensor, masks: torch.Tensor, *, kind: str = "bce"
         return F.binary_cross_entropy_with_logits(logits.float(), cover)
     if kind != "softmax":
         raise ValueError(f"unknown locator loss {kind!r}; choose one of {LOCATOR_LOSSES}")
-    target = cover.flatten(1) / cover.flatten(1).sum(1, keepdim=True).clamp_min(1e-6)  # (N, P)
+    cover = cover.flatten(1)  # (N, P)
+    target = cover / cover.sum(1, keepdim=True).clamp_min(1e-6)
     return -(target * logits.float().flatten(1).log_softmax(1)).sum(1).mean()
 
 

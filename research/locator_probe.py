@@ -27,7 +27,7 @@ from anyref import AnyRefModel
 from anyref.batching import collate
 from anyref.data import split_samples
 from anyref.data.shapescenes import training_sample
-from anyref.locator import Locator, cell_cover, locator_loss, top_cell_on_target
+from anyref.locator import LOCATOR_LOSSES, Locator, locator_loss, top_cell_on_target
 from anyref.paths import TEXT_MODEL_DIR
 from anyref.provenance import commit, machine
 from lab import RESULTS
@@ -52,16 +52,6 @@ def keys_of(data: dict, name: str) -> torch.Tensor:
     return data["tokens"] if name == "tokens" else data["sam"].flatten(2).transpose(1, 2)
 
 
-def softmax_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of a softmax over the cells (N, side, side) against each target's normalised cell cover."""
-    cover = cell_cover(masks, logits.shape[-1]).flatten(1)  # (N, P)
-    target = cover / cover.sum(1, keepdim=True).clamp_min(1e-6)
-    return -(target * logits.flatten(1).log_softmax(1)).sum(1).mean()
-
-
-LOSSES = {"bce": locator_loss, "softmax": softmax_loss}
-
-
 def score(locator, data, name, loss_name: str = "bce") -> dict:
     """Top-cell hit rate and the cIoU of the thresholded upsampled map (logit > 0 for BCE; at least half the top
     cell's probability for softmax), on one split's features."""
@@ -84,7 +74,7 @@ def fit(train, name, *, steps: int, seed: int, loss_name: str = "bce") -> tuple[
     locator = Locator(train["obj"].shape[-1], key_size=keys.shape[-1])
     optimiser = torch.optim.Adam(locator.parameters(), lr=3e-3, weight_decay=1e-4)
     for _ in range(steps):
-        loss = LOSSES[loss_name](locator(train["obj"], keys), train["masks"])
+        loss = locator_loss(locator(train["obj"], keys), train["masks"], kind=loss_name)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -100,7 +90,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keys", nargs="+", default=["tokens", "sam"], choices=["tokens", "sam"],
                         help="what the locator searches: the LLM's image tokens and/or SAM-mini's embeddings")
-    parser.add_argument("--loss", nargs="+", default=["bce"], choices=sorted(LOSSES),
+    parser.add_argument("--loss", nargs="+", default=["bce"], choices=LOCATOR_LOSSES,
                         help="how the head is trained; several: each on the same features, reported as KEYS/LOSS")
     parser.add_argument("--out", default=str(RESULTS / "locator_probe.json"))
     args = parser.parse_args()
