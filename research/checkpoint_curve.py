@@ -14,13 +14,11 @@ import json
 import time
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
-
 from anyref import AnyRefModel
 from anyref.data import split_samples
 from anyref.evaluate import evaluate_referring, segment_everything
 from anyref.provenance import commit, machine
+from lab import load_snapshot, snapshots
 
 
 def main() -> None:
@@ -33,15 +31,12 @@ def main() -> None:
     args = parser.parse_args()
     began = time.perf_counter()
     model = AnyRefModel.from_pretrained(args.model).eval()
-    params = dict(model.named_parameters())
     samples = split_samples(args.split, num=args.num)
     curve = []
-    for folder in sorted(args.snapshots.glob("step-*")):
-        with torch.no_grad():
-            for name, value in load_file(str(folder / "trainable.safetensors")).items():
-                params[name].copy_(value)
+    for folder in snapshots(args.snapshots):
+        step = load_snapshot(model, folder)
         scores = evaluate_referring(model, samples, desc=folder.name)
-        curve.append({"step": int(folder.name.removeprefix("step-")), **scores})
+        curve.append({"step": step, **scores})
         print(curve[-1], flush=True)
     record = {"model": str(args.model), "split": args.split, "samples": args.num, "curve": curve,
               "floor": evaluate_referring(segment_everything, samples, progress=False),

@@ -1,5 +1,35 @@
-"""Where the lab keeps its results: research/results (attempts that led nowhere in research/results/attempts)."""
+"""Where the lab keeps its results (research/results, and research/results/attempts for attempts that led nowhere),
+and how its curves load a long run's kept checkpoints."""
 from pathlib import Path
+
+import torch
+from safetensors.torch import load
+
+from anyref.checkpoint import WEIGHTS, read_verified
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ATTEMPTS = RESULTS / "attempts"
+
+
+def snapshots(folder: Path) -> list[Path]:
+    """The step-NNNNNN checkpoint copies in a folder, in step order; an error naming the folder when there are none."""
+    found = sorted(Path(folder).glob("step-*"))
+    if not found:
+        raise FileNotFoundError(f"no step-NNNNNN checkpoint folders in {folder}; keep a run's checkpoints aside while "
+                                "it trains (the trainer keeps only its last two)")
+    return found
+
+
+def load_snapshot(model: torch.nn.Module, folder: Path) -> int:
+    """Copy a checkpoint's trainable weights (verified against its manifest) into a model of the same configuration;
+    returns the checkpoint's step."""
+    weights = load(read_verified(Path(folder))[WEIGHTS])
+    params = dict(model.named_parameters())
+    unknown = sorted(set(weights) - set(params))
+    if unknown:
+        raise KeyError(f"{folder} holds weights the model lacks ({unknown[:3]}...); was it saved by another "
+                       "configuration?")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    return int(Path(folder).name.removeprefix("step-"))

@@ -7,7 +7,8 @@ Linear probes, fit on 70 % of the samples and scored on the rest:
   written in the expression, so easy) and its centre (only visible in the image: the model must have looked);
 - for a model with a locator (anyref.locator), how often its map's top cell lies on the target.
 Writes research/results/obj_probe_<model>.json, or --out (the shipped text model's figures go to
-data/results/obj_probes.json, with commit, machine, wall time and seed).
+data/results/obj_probes.json, with commit, machine, wall time and seed). With --snapshots, the `<obj>` probes are
+also run on each kept checkpoint of the model's training run: a curve of what the embedding learns.
 
     python research/probe_obj_embeddings.py --model data/models/anyref-mini-text --out data/results/obj_probes.json
 """
@@ -29,7 +30,7 @@ from anyref.data.shapescenes import grid_cell
 from anyref.locator import top_cell_on_target
 from anyref.paths import MIXTURE_MODEL_DIR
 from anyref.provenance import commit, machine
-from lab import RESULTS
+from lab import RESULTS, load_snapshot, snapshots
 
 
 def embeddings(model, samples, *, batch_size: int = 8) -> tuple[np.ndarray, float | None]:
@@ -76,16 +77,9 @@ def image_token_probe(model, *, scenes: int = 60) -> dict:
             "colour_under_object_centre_accuracy": colour, "colour_chance": 1 / len(set(colours))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=str(MIXTURE_MODEL_DIR))
-    parser.add_argument("--num", type=int, default=2000,
-                        help="val samples (400 left the probes overfitting: colour 0.33 vs 0.41)")
-    parser.add_argument("--out", default=None, help="JSON to write (default research/results/obj_probe_<model>.json)")
-    args = parser.parse_args()
-    started = time.time()
-    model = AnyRefModel.from_pretrained(args.model).eval()
-    samples = [s for s in split_samples("val", num=args.num) if len(s.targets) == 1]
+def obj_probes(model, samples) -> tuple[dict, float | None]:
+    """Linear probes of the target's colour, shape, size (accuracy) and centre (R^2) from the `<obj>` embeddings of
+    single-target samples, fit on the first 70 %; and the locator's top-cell rate (None without a locator)."""
     X, top_cell = embeddings(model, samples)
     X = (X - X.mean(0)) / (X.std(0) + 1e-6)
     objects = [s.scene.objects[s.targets[0]] for s in samples]
@@ -100,10 +94,33 @@ def main() -> None:
     scores["centre_r2"] = ridge.score(X[split:], centre[split:])
     scores["centre_mean_abs_error_px"] = float(error)
     scores["centre_mean_abs_error_px_predicting_the_mean"] = float(np.abs(centre[:split].mean(0) - centre[split:]).mean())
+    return scores, top_cell
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=str(MIXTURE_MODEL_DIR))
+    parser.add_argument("--num", type=int, default=2000,
+                        help="val samples (400 left the probes overfitting: colour 0.33 vs 0.41)")
+    parser.add_argument("--snapshots", type=Path, default=None,
+                        help="a folder of the run's step-NNNNNN checkpoint copies: probe each, for a curve")
+    parser.add_argument("--out", default=None, help="JSON to write (default research/results/obj_probe_<model>.json)")
+    args = parser.parse_args()
+    started = time.time()
+    model = AnyRefModel.from_pretrained(args.model).eval()
+    samples = [s for s in split_samples("val", num=args.num) if len(s.targets) == 1]
+    scores, top_cell = obj_probes(model, samples)
     report = {"model": args.model, "commit": commit(), "machine": machine(), "split": "val", "seed": "split_samples",
               "samples": len(samples), "test_fraction": 0.3, "image_tokens": image_token_probe(model),
               "obj_embedding": scores, "locator_top_cell_on_target": top_cell,
               "targets": {"colour_accuracy": 0.9, "shape_accuracy": 0.9, "centre_r2": 0.8}}
+    if args.snapshots:
+        report["curve"] = []
+        for folder in snapshots(args.snapshots):
+            step = load_snapshot(model, folder)
+            scores, top_cell = obj_probes(model, samples)
+            report["curve"].append({"step": step, **scores, "locator_top_cell_on_target": top_cell})
+            print(json.dumps(report["curve"][-1]), flush=True)
     report["wall_s"] = round(time.time() - started, 1)
     out = Path(args.out) if args.out else RESULTS / f"obj_probe_{Path(args.model).name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
