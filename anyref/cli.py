@@ -13,7 +13,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import PRESETS
+from .config import PRESETS, RECIPES
 from .errors import AnyRefError, AnyRefInputError, AnyRefUsageError, AnyRefWarning
 from .formats.evaluate_cli import add_eval_parser  # `anyref eval`: ShapeScenes or --data FORMAT:ROOT
 from .train import TrainConfig
@@ -125,7 +125,7 @@ def check_new_folder(path: str, *, flag: str, overwrite: bool) -> Path:
 def _train(args) -> None:
     import torch
 
-    from .config import preset
+    from .config import preset, with_recipe
     from .data import training_sample
     from .data.tasks import task_sample
     from .model import AnyRefModel
@@ -141,7 +141,7 @@ def _train(args) -> None:
     else:
         task_sample(0, seed=args.seed, image_size=args.image_size, mix=tasks)
     torch.manual_seed(args.seed)
-    model = AnyRefModel(preset(args.preset))
+    model = AnyRefModel(with_recipe(preset(args.preset), args.recipe))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          image_size=args.image_size, warmup_steps=min(100, max(1, args.steps // 10)),
                          checkpoint_every=args.checkpoint_every, time_budget_s=args.minutes * 60 if args.minutes else None,
@@ -222,6 +222,9 @@ def _pretrain(args) -> None:
 def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train on ShapeScenes text referring, or on the task mixture (--tasks)")
     train.add_argument("--preset", default="mini", choices=sorted(PRESETS))
+    train.add_argument("--recipe", default="paper", choices=RECIPES,
+                       help="what trains: the paper's LoRA on q, v (default), or the miniature's full-llm deviation, "
+                            "every LLM weight and the projector (learns several times faster at mini scale)")
     train.add_argument("--steps", type=positive_int, default=TRAIN_DEFAULTS.steps)
     train.add_argument("--minutes", type=positive_float, default=None, help="stop after this much training time")
     train.add_argument("--batch-size", type=positive_int, default=TRAIN_DEFAULTS.batch_size)

@@ -31,3 +31,16 @@ def test_full_llm_recipe_trains_every_llm_weight_and_the_projector():
 def test_unknown_recipe_is_refused():
     with pytest.raises(AnyRefConfigError, match="unknown recipe"):
         with_recipe(preset("micro"), "everything")
+
+
+def test_cli_train_takes_the_recipe(tmp_path, capsys):
+    from anyref.cli import main
+
+    out = tmp_path / "full"
+    assert main(["train", "--preset", "micro", "--recipe", "full-llm", "--steps", "2", "--batch-size", "2",
+                 "--image-size", "64", "--out", str(out)]) == 0
+    saved = AnyRefModel.from_pretrained(out)
+    assert not saved.config.llm.use_lora and saved.config.trainable.llm_full and saved.config.trainable.projector
+    capsys.readouterr()
+    assert main(["train", "--preset", "micro", "--recipe", "everything", "--out", str(tmp_path / "x")]) == 2
+    assert "full-llm" in capsys.readouterr().err
