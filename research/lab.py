@@ -5,15 +5,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load
 
-from anyref.checkpoint import WEIGHTS, read_verified
+from anyref.checkpoint import STEP_NAME, WEIGHTS, read_verified
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ATTEMPTS = RESULTS / "attempts"
 
 
 def snapshots(folder: Path) -> list[Path]:
-    """The step-NNNNNN checkpoint copies in a folder, in step order; an error naming the folder when there are none."""
-    found = sorted(Path(folder).glob("step-*"))
+    """The step-NNNNNN checkpoint copies in a folder, in step order (the trainer's half-written or half-deleted
+    step-NNNNNN.partial / .deleting folders left out); an error naming the folder when there are none."""
+    found = sorted((path for path in Path(folder).glob("step-*") if STEP_NAME.fullmatch(path.name)),
+                   key=lambda path: int(STEP_NAME.fullmatch(path.name).group(1)))
     if not found:
         raise FileNotFoundError(f"no step-NNNNNN checkpoint folders in {folder}; keep a run's checkpoints aside while "
                                 "it trains (the trainer keeps only its last two)")
@@ -32,4 +34,4 @@ def load_snapshot(model: torch.nn.Module, folder: Path) -> int:
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
-    return int(Path(folder).name.removeprefix("step-"))
+    return int(STEP_NAME.fullmatch(Path(folder).name).group(1))
