@@ -8,7 +8,9 @@ same val samples, next to what segment-everything scores on them. Each finished 
 same ingredients (their files' sha256 is part of the budget: runs on other ingredients are not comparable).
 
     python scripts/ablation_refocus.py [--steps 400] [--seeds 0 1] [--settings 0 0.1 1.0 0.1+ 1.0+]
-        [--eval-samples 100] [--out PATH]
+        [--recipe paper] [--eval-samples 100] [--out PATH]
+
+Two processes may share one --out (say one per seed, on two cores): each re-reads the file before adding a run.
 
 Duration: about (steps x 0.5 s + eval-samples x 0.05 s) per run on one contended CPU thread; the defaults (10 runs)
 take about 40 minutes.
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 from anyref import AnyRefModel, preset
+from anyref.config import RECIPES, with_recipe
 from anyref.data import split_samples
 from anyref.errors import AnyRefConfigError
 from anyref.evaluate import evaluate_referring, segment_everything
@@ -57,7 +60,8 @@ def run_one(setting: str, *, seed: int, args) -> dict:
     """Train one setting at one seed and score it on val: the JSON entry of that run."""
     weight, learnable = parse_setting(setting)
     seed_everything(seed)
-    model = AnyRefModel(preset(args.preset, refocus_weight=weight, refocus_learnable=learnable))
+    model_config = preset(args.preset, refocus_weight=weight, refocus_learnable=learnable)
+    model = AnyRefModel(with_recipe(model_config, args.recipe))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                          seed=seed, checkpoint_every=args.steps)
     lambdas = []
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="mini", help="mini (the course) or micro (a smoke test)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="lambda_f values; '+' = trainable")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: LoRA on q, v (Sec. 4); "
+                        "full-llm: the miniature's deviation that trains the whole LLM and the projector")
     parser.add_argument("--steps", type=int, default=400, help="training steps of every run (its whole schedule)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -97,8 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         parse_setting(setting)
     if args.threads:
         torch.set_num_threads(args.threads)
-    budget = {"preset": args.preset, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-              "warmup_steps": args.warmup, "eval_samples": args.eval_samples, "task": "text referring",
+    budget = {"preset": args.preset, "recipe": args.recipe, "steps": args.steps, "batch_size": args.batch_size,
+              "lr": args.lr, "warmup_steps": args.warmup, "eval_samples": args.eval_samples, "task": "text referring",
               "ingredients_sha256": ingredients_sha256()}
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
@@ -114,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             entry = {**run_one(setting, seed=seed, args=args), "commit": commit(), "machine": machine(),
                      "torch_threads": torch.get_num_threads()}
+            if out.exists():  # another process (another seed) may have added runs meanwhile
+                shared = json.loads(out.read_text())
+                if shared.get("budget") == budget:
+                    report = shared
             report["runs"].append(entry)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=1) + "\n")

@@ -45,3 +45,24 @@ def test_shipped_ablation_has_every_setting_at_two_seeds_under_one_budget():
     assert sorted((r["setting"], r["seed"]) for r in runs) == sorted((s, k) for s in ablation.SETTINGS for k in (0, 1))
     assert {r["train_steps"] for r in runs} == {report["budget"]["steps"]}, "every run needs the same budget"
     assert all(r["commit"] and r["machine"] and r["train_wall_s"] > 0 for r in runs)
+
+
+def test_two_processes_sharing_one_file_keep_each_others_runs(tmp_path, monkeypatch):
+    out = tmp_path / "ablation.json"
+    common = ["--preset", "micro", "--steps", "2", "--warmup", "1", "--batch-size", "2", "--eval-samples", "2",
+              "--settings", "0", "--recipe", "full-llm", "--out", str(out)]
+    train_one = ablation.run_one
+    calls = []
+
+    def other_process_finishes_first(setting, *, seed, args):
+        calls.append(seed)
+        if seed == 0:  # while seed 0 trains, a second process runs seed 1 to the end and writes the file
+            ablation.main(common + ["--seeds", "1"])
+        return train_one(setting, seed=seed, args=args)
+
+    monkeypatch.setattr(ablation, "run_one", other_process_finishes_first)
+    ablation.main(common + ["--seeds", "0"])
+    report = json.loads(out.read_text())
+    assert calls == [0, 1]
+    assert sorted(r["seed"] for r in report["runs"]) == [0, 1], "seed 0's writer dropped the other process's run"
+    assert report["budget"]["recipe"] == "full-llm"
