@@ -157,24 +157,9 @@ def _train(args) -> None:
 
 def _task_mix(spec: list[str] | None):
     """`--tasks` values (task=weight ...) -> a mixture; no values -> the default mixture; flag absent -> None."""
-    from .data.tasks import DEFAULT_MIX, TASKS
+    from .data.tasks import parse_mix
 
-    if spec is None:
-        return None
-    if not spec:
-        return DEFAULT_MIX
-    mix = []
-    for item in spec:
-        name, _, weight = item.partition("=")
-        try:
-            value = float(weight)
-        except ValueError:
-            value = math.nan
-        if name not in TASKS or not math.isfinite(value) or value < 0:
-            raise AnyRefInputError(f"--tasks takes task=weight pairs (a weight >= 0) with tasks from {TASKS}, "
-                                   f"got {item!r}")
-        mix.append((name, value))
-    return tuple(mix)
+    return None if spec is None else parse_mix(spec)
 
 
 def _predict(args) -> None:

@@ -13,7 +13,7 @@ import torch
 from anyref import AnyRefModel, preset
 from anyref.config import RECIPES, with_recipe
 from anyref.locator import LOCATOR_LOSSES
-from anyref.data.tasks import DEFAULT_MIX
+from anyref.data.tasks import parse_mix
 from anyref.evaluate import all_objects_baseline, evaluate_tasks
 from anyref.paths import BUILD_DIR, MIXTURE_MODEL_DIR, RESULTS_DIR
 from anyref.provenance import commit, machine
@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=40, help="samples per task and split")
     parser.add_argument("--shots", type=int, default=5, help="examples in the few-shot evaluation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tasks", nargs="+", default=[], metavar="TASK=WEIGHT",
+                        help="the task mixture to train on (default: anyref.data.tasks.DEFAULT_MIX)")
     parser.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: LoRA on q, v (Sec. 4); "
                         "full-llm: the miniature's deviation that trains the whole LLM and the projector")
     parser.add_argument("--no-locator", action="store_true", help="the paper's configuration: no locator, SAM's "
@@ -60,6 +62,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps(report["baseline_all_objects"], indent=2))
         return
+    mix = parse_mix(args.tasks)
     seed_everything(args.seed)
     locator = not args.no_locator
     changes = {"locator": locator} | ({} if args.locator_loss is None else {"locator_loss": args.locator_loss})
@@ -67,7 +70,7 @@ def main() -> None:
              else AnyRefModel.start_from(args.init_from, **changes))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=100, time_budget_s=args.minutes * 60,
-                         tasks=DEFAULT_MIX)
+                         tasks=mix)
     result = train(model, config, run_dir=args.run_dir, resume=True)
     if args.save_model:
         model.save_pretrained(args.save_model, overwrite=True)
@@ -81,7 +84,7 @@ def main() -> None:
         "recipe": args.recipe, "locator": locator, "locator_loss": model.config.locator_loss if locator else None,
         "init_from": args.init_from, "batch_size": args.batch_size,
         "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
-        "mixture": dict(DEFAULT_MIX), "eval_samples_per_task": args.eval_samples, "shots": args.shots,
+        "mixture": dict(mix), "eval_samples_per_task": args.eval_samples, "shots": args.shots,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,
         "targets": TARGETS, "headline": measured, "met": {k: measured[k] >= v for k, v in TARGETS.items()},

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from anyref.data import SHAPES, object_crop, split_samples
-from anyref.data.tasks import TASKS, image_split, make_task, task_sample, task_split
+from anyref.data.tasks import DEFAULT_MIX, TASKS, image_split, make_task, parse_mix, task_sample, task_split
 from anyref.data.words import build_word_tokenizer
 from anyref.errors import AnyRefInputError
 from anyref.referring import Audio, Example, Region, check_box, check_example, check_references
@@ -177,3 +177,12 @@ def test_bad_arguments_are_refused():
         task_split("text", "val", kind="spatial")
     with pytest.raises(AnyRefInputError, match="non-negative int"):
         task_sample(-1, seed=0)
+
+
+def test_parse_mix_reads_task_weight_pairs_and_names_bad_ones():
+    assert parse_mix([]) == DEFAULT_MIX
+    assert parse_mix(["text=0.5", "audio_multi=1"]) == (("text", 0.5), ("audio_multi", 1.0))
+    with pytest.raises(AnyRefInputError, match="--mix takes task=weight"):
+        parse_mix(["audio-multi=1"], flag="--mix")
+    with pytest.raises(AnyRefInputError, match="positive sum"):
+        parse_mix(["text=0", "reg=0"])

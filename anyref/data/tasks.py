@@ -6,6 +6,7 @@ audio_multi = two shapes sounding together (AVSBench MS3).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,25 @@ def _check_mix(mix) -> tuple[list[str], np.ndarray]:
     if not names or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
         raise AnyRefInputError(f"mix needs non-negative weights with a positive sum, got {mix!r}")
     return names, weights / weights.sum()
+
+
+def parse_mix(items: list[str], *, flag: str = "--tasks") -> tuple:
+    """Command-line `task=weight` strings -> a mix of (task, weight) pairs; no strings -> DEFAULT_MIX."""
+    if not items:
+        return DEFAULT_MIX
+    mix = []
+    for item in items:
+        name, _, weight = item.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = math.nan
+        if name not in TASKS or not math.isfinite(value) or value < 0:
+            raise AnyRefInputError(f"{flag} takes task=weight pairs (a weight >= 0) with tasks from {TASKS}, "
+                                   f"got {item!r}")
+        mix.append((name, value))
+    _check_mix(mix)
+    return tuple(mix)
 
 
 def _union(scene: Scene, indices) -> np.ndarray:
