@@ -78,8 +78,9 @@ def image_token_probe(model, *, scenes: int = 60) -> dict:
 
 
 def obj_probes(model, samples) -> tuple[dict, float | None]:
-    """Linear probes of the target's colour, shape, size (accuracy) and centre (R^2) from the `<obj>` embeddings of
-    single-target samples, fit on the first 70 %; and the locator's top-cell rate (None without a locator)."""
+    """Linear probes of the target's colour, shape, size (accuracy, also split by whether the expression names the
+    attribute) and centre (R^2) from the `<obj>` embeddings of single-target samples, fit on the first 70 %; and the
+    locator's top-cell rate (None without a locator)."""
     X, top_cell = embeddings(model, samples)
     X = (X - X.mean(0)) / (X.std(0) + 1e-6)
     objects = [s.scene.objects[s.targets[0]] for s in samples]
@@ -87,7 +88,14 @@ def obj_probes(model, samples) -> tuple[dict, float | None]:
     scores = {}
     for name in ("colour", "shape", "size"):
         y = np.array([getattr(o, name) for o in objects])
-        scores[f"{name}_accuracy"] = LogisticRegression(max_iter=3000).fit(X[:split], y[:split]).score(X[split:], y[split:])
+        probe = LogisticRegression(max_iter=3000).fit(X[:split], y[:split])
+        scores[f"{name}_accuracy"] = probe.score(X[split:], y[split:])
+        # does the embedding know the attribute only when the words say it? (spatial expressions rarely do)
+        named = np.array([getattr(o, name) in s.expression.split() for o, s in zip(objects, samples)])[split:]
+        right = probe.predict(X[split:]) == y[split:]
+        scores[f"{name}_share_named_in_expression"] = float(named.mean())
+        scores[f"{name}_accuracy_when_named"] = float(right[named].mean()) if named.any() else None
+        scores[f"{name}_accuracy_when_not_named"] = float(right[~named].mean()) if (~named).any() else None
     centre = np.array([o.centre for o in objects])  # (N, 2) pixels
     ridge = Ridge(alpha=1.0).fit(X[:split], centre[:split])
     error = np.abs(ridge.predict(X[split:]) - centre[split:]).mean()
