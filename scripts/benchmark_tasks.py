@@ -29,6 +29,13 @@ def headline(scores: dict) -> dict:
             "REG exact match": scores["reg"]["exact_match"]}
 
 
+def previous_runs(record: Path) -> list[dict]:
+    """The training runs behind a results JSON's model, oldest first: its own previous runs, then itself."""
+    report = json.loads(Path(record).read_text())
+    keys = ("commit", "train_steps", "train_wall_s", "recipe", "mixture", "lr", "warmup_steps", "init_from")
+    return report.get("previous_runs", []) + [{key: report.get(key) for key in keys}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=29.0, help="training wall-time budget (the issue: 30)")
@@ -49,6 +56,8 @@ def main() -> None:
                         "(anyref.locator; default: the preset's, or the --init-from model's)")
     parser.add_argument("--init-from", default=None, help="start from this saved model's weights (a model folder; "
                         "a locator it lacks starts fresh) instead of the ingredients")
+    parser.add_argument("--continues", type=Path, default=None, help="the results JSON of the run that trained the "
+                        "--init-from model: its training is recorded under previous_runs and counted in the totals")
     parser.add_argument("--run-dir", default=str(BUILD_DIR / "benchmark-tasks"), help="checkpoint folder (resumes)")
     parser.add_argument("--save-model", default=str(MIXTURE_MODEL_DIR))
     parser.add_argument("--out", default=str(RESULTS_DIR / "tasks_mini.json"))
@@ -63,6 +72,9 @@ def main() -> None:
         print(json.dumps(report["baseline_all_objects"], indent=2))
         return
     mix = parse_mix(args.tasks)
+    if args.continues and not args.init_from:
+        parser.error("--continues names the record of the --init-from model's training; give --init-from too")
+    previous = previous_runs(args.continues) if args.continues else []  # read first: --out may be the same file
     seed_everything(args.seed)
     locator = not args.no_locator
     changes = {"locator": locator} | ({} if args.locator_loss is None else {"locator_loss": args.locator_loss})
@@ -87,6 +99,8 @@ def main() -> None:
         "mixture": dict(mix), "eval_samples_per_task": args.eval_samples, "shots": args.shots,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
         "parameters": model.parameter_counts(), "final_loss_mean_last50": sum(result.losses[-50:]) / 50,
+        "previous_runs": previous, "total_train_steps": result.steps + sum(r["train_steps"] for r in previous),
+        "total_train_wall_s": round(result.wall_s + sum(r["train_wall_s"] for r in previous), 1),
         "targets": TARGETS, "headline": measured, "met": {k: measured[k] >= v for k, v in TARGETS.items()},
         "scores": scores,
         "baseline_all_objects": all_objects_baseline(num=args.eval_samples, shots=args.shots),
