@@ -94,7 +94,7 @@ def main() -> None:
         "commit": commit(), "machine": machine(), "torch_threads": torch.get_num_threads(),
         "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps, "schedule_steps": args.steps,
         "recipe": args.recipe, "locator": locator, "locator_loss": model.config.locator_loss if locator else None,
-        "init_from": args.init_from, "batch_size": args.batch_size,
+        "init_from": args.init_from, "seed": args.seed, "batch_size": args.batch_size,
         "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
         "mixture": dict(mix), "eval_samples_per_task": args.eval_samples, "shots": args.shots,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",

@@ -112,8 +112,10 @@ def task_rows() -> list[str]:
                     f"{floor[f'audio_{kind}_miou']:.3f} (mIoU) |")
     steps = tasks.get("total_train_steps", tasks["train_steps"])
     wall = tasks.get("total_train_wall_s", tasks["train_wall_s"])
+    runs = len(tasks.get("previous_runs", [])) + 1
     rows.append(f"| (run) | | {tasks.get('recipe', 'paper')} recipe{', locator' if tasks.get('locator') else ''}, "
-                f"{steps} steps, {wall:.0f} s, {tasks['eval_samples_per_task']} samples per task | |")
+                f"{steps} steps{f' in {runs} runs' if runs > 1 else ''}, {wall:.0f} s, "
+                f"{tasks['eval_samples_per_task']} samples per task | |")
     return rows
 
 
