@@ -26,7 +26,8 @@ from anyref import AnyRefModel
 from anyref.audio import waveform_to_clips
 from anyref.data import SHAPES, sounds
 from anyref.data.tasks import task_split
-from anyref.evaluate import model_answerer, union_logits
+from anyref.evaluate import model_answerer, union_logits, words_before_obj
+from anyref.metrics import avs_iou
 from anyref.paths import MIXTURE_MODEL_DIR
 from anyref.provenance import commit, machine
 from lab import RESULTS
@@ -38,11 +39,10 @@ def answers(model, *, num: int) -> dict:
     named, ious = [], []
     for sample in tqdm(task_split("audio_multi", "val", num=num), desc="answers"):
         prediction = answer(sample)
-        words = set(prediction.text.replace("<obj>", " ").replace(".", " ").split())
+        words = set(words_before_obj(prediction.text).replace(".", " ").split())
         named.append(set(sample.target_text.split(" and ")) <= words)
-        predicted = union_logits(prediction.mask_logits, sample.scene.image.shape[:2]) > 0  # (H, W)
-        target = sample.masks.any(0)  # (H, W): the union of the sounding shapes
-        ious.append((predicted & target).sum() / max(1, (predicted | target).sum()))
+        logits = union_logits(prediction.mask_logits, sample.scene.image.shape[:2])  # (H, W)
+        ious.append(avs_iou(logits, sample.masks.any(0)))  # the per-sample IoU the benchmark's mIoU averages
     named, ious = np.array(named), np.array(ious)
     return {"samples": num, "answer_names_both_sources": float(named.mean()),
             "mean_iou_when_both_named": float(ious[named].mean()) if named.any() else None,
