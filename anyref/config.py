@@ -239,6 +239,8 @@ def _paper() -> AnyRefConfig:
 
 
 RECIPES = ("paper", "full-llm")
+RECIPE_HELP = ("paper: LoRA on q, v (Sec. 4); full-llm: the miniature's deviation that trains the whole LLM and the "
+               "projector")  # the --recipe help of the benchmark scripts
 
 
 def with_recipe(config: AnyRefConfig, recipe: str) -> AnyRefConfig:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from anyref import AnyRefModel, preset
-from anyref.config import RECIPES, with_recipe
+from anyref.config import RECIPE_HELP, RECIPES, with_recipe
 from anyref.data import split_samples
 from anyref.errors import AnyRefConfigError
 from anyref.evaluate import evaluate_referring, segment_everything
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="mini", help="mini (the course) or micro (a smoke test)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="lambda_f values; '+' = trainable")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: LoRA on q, v (Sec. 4); "
-                        "full-llm: the miniature's deviation that trains the whole LLM and the projector")
+    parser.add_argument("--recipe", default="paper", choices=RECIPES, help=RECIPE_HELP)
     parser.add_argument("--steps", type=int, default=400, help="training steps of every run (its whole schedule)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)

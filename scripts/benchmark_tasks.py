@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from anyref import AnyRefModel, preset
-from anyref.config import RECIPES, with_recipe
+from anyref.config import RECIPE_HELP, RECIPES, with_recipe
 from anyref.locator import LOCATOR_LOSSES
 from anyref.data.tasks import parse_mix
 from anyref.evaluate import all_objects_baseline, evaluate_tasks
@@ -48,8 +48,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", nargs="+", default=[], metavar="TASK=WEIGHT",
                         help="the task mixture to train on (default: anyref.data.tasks.DEFAULT_MIX)")
-    parser.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: LoRA on q, v (Sec. 4); "
-                        "full-llm: the miniature's deviation that trains the whole LLM and the projector")
+    parser.add_argument("--recipe", default="paper", choices=RECIPES, help=RECIPE_HELP)
     parser.add_argument("--no-locator", action="store_true", help="the paper's configuration: no locator, SAM's "
                         "dense prompt stays 'no mask' (the mini presets have one: anyref.locator)")
     parser.add_argument("--locator-loss", default=None, choices=LOCATOR_LOSSES, help="how the locator's map trains "

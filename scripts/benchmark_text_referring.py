@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from anyref import AnyRefModel, preset
-from anyref.config import RECIPES, with_recipe
+from anyref.config import RECIPE_HELP, RECIPES, with_recipe
 from anyref.locator import LOCATOR_LOSSES
 from anyref.data import split_samples
 from anyref.provenance import commit, machine
@@ -41,8 +41,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--eval-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--recipe", default="paper", choices=RECIPES, help="paper: LoRA on q, v (Sec. 4); "
-                        "full-llm: the miniature's deviation that trains the whole LLM and the projector")
+    parser.add_argument("--recipe", default="paper", choices=RECIPES, help=RECIPE_HELP)
     parser.add_argument("--prompt-distill", type=float, default=0.0, help="the mini training aid of "
                         "anyref.prompt_distill (0: the paper's loss alone)")
     parser.add_argument("--no-locator", action="store_true", help="the paper's configuration: no locator, SAM's "
