@@ -31,13 +31,16 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=list(llava_mini.STAGES), choices=llava_mini.STAGES)
     parser.add_argument("--instruct-steps", type=int, default=llava_mini.LLaVAPretrainConfig.instruct_steps)
     parser.add_argument("--instruct-lr", type=float, default=llava_mini.LLaVAPretrainConfig.instruct_lr)
+    parser.add_argument("--curriculum-steps", type=int, default=0,
+                        help="instruction scenes grow from one object to the full 2-6 over these steps")
     parser.add_argument("--every", type=int, default=1000, help="score every N instruction steps")
     parser.add_argument("--questions", type=int, default=50, help="held-out questions per kind at each score")
     parser.add_argument("--clip", type=Path, default=folder_of("clip"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = llava_mini.LLaVAPretrainConfig(instruct_steps=args.instruct_steps, instruct_lr=args.instruct_lr)
+    settings = llava_mini.LLaVAPretrainConfig(instruct_steps=args.instruct_steps, instruct_lr=args.instruct_lr,
+                                              curriculum_steps=args.curriculum_steps)
     run_dir = BUILD_DIR / f"llava-recipe-{args.name}"
     saved_curve = run_dir / "curve.json"  # the scores so far, kept across a resume
     curve = json.loads(saved_curve.read_text()) if saved_curve.exists() else []

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from anyref.config import LLMConfig, SAMConfig, VisionConfig
+from anyref.data import make_scene
 from anyref.data.words import build_word_tokenizer
 from anyref.errors import AnyRefCheckpointError, AnyRefInputError
 from anyref.pretrain import clip_mini, llava_mini, sam_mini
@@ -120,6 +121,16 @@ def test_llava_stages_run_on_a_clip_folder(tmp_path):
     assert set(scores) == {"colour", "shape", "where", "count", "overall"}
     saved = llava_mini.save_llava_mini(model, tmp_path / "llava")
     assert {p.name for p in saved.iterdir()} >= {"llm", "projector.safetensors", "tokenizer"}
+
+
+def test_the_instruction_curriculum_starts_with_one_object_and_ends_at_shapescenes_range():
+    steps, rng = 600, np.random.default_rng(0)
+    counts = {step: len(make_scene(rng, image_size=64, **llava_mini.curriculum_objects(step, steps)).objects)
+              for step in (0, 99, 599, 600)}
+    assert counts[0] == counts[99] == 1
+    assert llava_mini.curriculum_objects(599, steps) == {"min_objects": 1, "max_objects": 6}
+    assert llava_mini.curriculum_objects(600, steps) == {} == llava_mini.curriculum_objects(0, 0)
+    assert counts[600] >= 2
 
 
 def test_conversations_label_every_answer_and_only_the_answers():

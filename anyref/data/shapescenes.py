@@ -32,6 +32,7 @@ MAX_IMAGE_SIZE = 1024
 REFERENCE_SIZE = 128  # image size at which the radius ranges below hold
 RADIUS_RANGE = {"small": (8.0, 11.0), "large": (15.0, 20.0)}  # circumradius, px at 128
 GAP_PX = 2.0  # minimum gap between bounding circles
+MIN_OBJECTS, MAX_OBJECTS = 2, 6  # objects per scene
 BORDER_PX = 1.0  # minimum gap between a bounding circle and the image edge
 PLACEMENT_TRIES = 200  # rejection-sampling tries per object
 SCENE_TRIES = 50  # whole-scene retries when fewer than min_objects fit
@@ -272,8 +273,8 @@ def make_scene(
     rng: np.random.Generator,
     *,
     image_size: int = MINI_IMAGE_SIZE,
-    min_objects: int = 2,
-    max_objects: int = 6,
+    min_objects: int = MIN_OBJECTS,
+    max_objects: int = MAX_OBJECTS,
     duplicate_prob: float = 0.5,
 ) -> Scene:
     """Render a random scene of non-overlapping coloured shapes."""

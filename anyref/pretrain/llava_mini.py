@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from ..config import MINI_IMAGE_SIZE, MINI_POSITION_AMPLITUDE, AnyRefConfig, LLMConfig, TrainableConfig, VisionConfig
 from ..data import make_scene
 from ..data.language import QUESTION_KINDS, conversation, question, scene_caption
+from ..data.shapescenes import MAX_OBJECTS
 from ..errors import AnyRefCheckpointError
 from ..losses import text_loss
 from ..model import AnyRefModel, Batch
@@ -46,6 +47,7 @@ class LLaVAPretrainConfig:
     instruct_batch: int = 16
     instruct_lr: float = 2e-3
     instruct_turns: int = 4  # questions per image, one conversation (LLaVA-Instruct's are multi-turn)
+    curriculum_steps: int = 0  # instruction scenes grow from one object to ShapeScenes' full range over these steps
     seed: int = 0
 
 
@@ -92,9 +94,17 @@ def chat_batch(model: AnyRefModel, scenes, conversations) -> Batch:
                  images=torch.from_numpy(np.stack([s.image for s in scenes])), masks=[None] * len(scenes))
 
 
-def _stage_batch(model, stream_keys, size: int, *, kind: str, turns: int = 1) -> Batch:
+def curriculum_objects(step: int, curriculum_steps: int) -> dict[str, int]:
+    """make_scene's object-count range at an instruction step: one object at first, then one more every
+    curriculum_steps / MAX_OBJECTS steps, up to ShapeScenes' own range (2-6 objects) from curriculum_steps on."""
+    if step >= curriculum_steps:
+        return {}
+    return {"min_objects": 1, "max_objects": 1 + step * MAX_OBJECTS // curriculum_steps}
+
+
+def _stage_batch(model, stream_keys, size: int, *, kind: str, turns: int = 1, objects: dict | None = None) -> Batch:
     rng = scene_rng(TRAIN_STREAM, *stream_keys)
-    scenes = [make_scene(rng, image_size=SCENE_SIZE) for _ in range(size)]
+    scenes = [make_scene(rng, image_size=SCENE_SIZE, **(objects or {})) for _ in range(size)]
     if kind == "align":
         conversations = [[(CAPTION_QUESTION, scene_caption(s))] for s in scenes]
     else:
@@ -145,7 +155,8 @@ def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAP
         model.train()
         histories[stage] = run_loop(
             lambda step, stage=stage, batch=batch, turns=turns: model(_stage_batch(
-                model, (settings.seed, 1 + (stage == "instruct"), step), batch, kind=stage, turns=turns))["ce"],
+                model, (settings.seed, 1 + (stage == "instruct"), step), batch, kind=stage, turns=turns,
+                objects=curriculum_objects(step, settings.curriculum_steps) if stage == "instruct" else None))["ce"],
             model, steps=steps, lr=lr, seed=settings.seed, progress=progress, desc=f"LLaVA-mini {stage}",
             callback=callback, run_dir=stage_dirs[stage], resume=resume).losses
         similarity[f"after_{stage}"] = image_token_similarity(model)
