@@ -35,6 +35,8 @@ def main() -> None:
                         help="instruction scenes grow from one object to the full 2-6 over these steps")
     parser.add_argument("--every", type=int, default=1000, help="score every N instruction steps")
     parser.add_argument("--questions", type=int, default=50, help="held-out questions per kind at each score")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="also write the trained model here as a LLaVA-mini ingredient folder (a candidate)")
     parser.add_argument("--clip", type=Path, default=folder_of("clip"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -66,10 +68,13 @@ def main() -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     model, histories = llava_mini.pretrain_llava(str(args.clip), settings, stages=tuple(args.stages),
                                                  run_dir=run_dir, resume=True, callback=score)
+    metrics = llava_mini.pretraining_metrics(model, settings, histories)
+    if args.save:
+        llava_mini.save_llava_mini(model, args.save, metrics=metrics)
     record = {"what": "LLaVA-mini recipe variant on the shipped CLIP-mini", "name": args.name, "stages": args.stages,
               "settings": asdict(settings), "questions_per_kind": args.questions, "curve": curve,
               "image_token_similarity": histories["image_token_similarity"],
-              "final": llava_mini.answer_accuracy(model, num=100),
+              "final": metrics["answer_accuracy"], "saved_to": str(args.save) if args.save else None,
               "wall_s": round(time.perf_counter() - began, 1), "commit": commit(), "machine": machine()}
     out = RESULTS / f"llava_recipe_{args.name}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")

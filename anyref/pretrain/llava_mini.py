@@ -8,7 +8,7 @@ on scene captions, stage 2 tunes on questions about colour, shape, position and 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +180,15 @@ def answer_accuracy(model: AnyRefModel, *, num: int = 100) -> dict[str, float]:
         scores[kind] = right / num
     scores["overall"] = float(np.mean([scores[k] for k in QUESTION_KINDS]))
     return scores
+
+
+def pretraining_metrics(model: AnyRefModel, settings: LLaVAPretrainConfig, histories: dict) -> dict:
+    """What a LLaVA-mini folder records of its training: held-out answers, settings, token diversity, losses."""
+    losses = {stage: values for stage, values in histories.items() if stage in STAGES}
+    return {"answer_accuracy": answer_accuracy(model), "settings": asdict(settings),
+            "image_token_similarity": histories["image_token_similarity"],
+            "steps": {stage: len(values) for stage, values in losses.items()},
+            "final_loss_mean_last50": {stage: float(np.mean(values[-50:])) for stage, values in losses.items()}}
 
 
 def save_llava_mini(model: AnyRefModel, folder=None, *, metrics: dict | None = None, overwrite: bool = False) -> Path:

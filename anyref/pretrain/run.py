@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..config import SAMConfig
@@ -73,11 +72,7 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
         if steps:
             settings = replace(settings, lm_steps=steps, align_steps=steps, instruct_steps=steps)
         model, histories = llava_mini.pretrain_llava(str(clip_folder), settings, progress=progress, **checkpoints)
-        similarity = histories.pop("image_token_similarity")
-        metrics = {"answer_accuracy": llava_mini.answer_accuracy(model), "settings": asdict(settings),
-                   "image_token_similarity": similarity,
-                   "steps": {stage: len(losses) for stage, losses in histories.items()},
-                   "final_loss_mean_last50": {stage: float(np.mean(losses[-50:])) for stage, losses in histories.items()}}
+        metrics = llava_mini.pretraining_metrics(model, settings, histories)
         llava_mini.save_llava_mini(model, out, metrics=metrics, overwrite=overwrite)
     else:
         clip, _ = clip_mini.load_clip_mini(clip_folder)
