@@ -23,24 +23,33 @@ course: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-benchmark: $(STAMP)  # re-measure the ingredients and re-train both shipped models (about 5 h on 2 cores, one at a time)
+benchmark: $(STAMP)  # re-measure the ingredients and re-train both shipped models as they were (about 4 h on 2 cores)
 	$(BIN)/python scripts/benchmark_ingredients.py
 	cd research && ../$(BIN)/python probe_ingredients.py
-	$(BIN)/python scripts/benchmark_text_referring.py --preset mini --no-locator --steps 40000 --minutes 400 \
-		--label "mini v2, paper recipe, 40000-step schedule" --run-dir $(BUILD)/benchmark-text \
-		--save-model $(BUILD)/benchmark-text-model
-	$(BIN)/python scripts/benchmark_text_referring.py --init-from $(BUILD)/benchmark-text-model --steps 10000 \
-		--minutes 60 --lr 5e-4 --warmup 200 --run-dir $(BUILD)/benchmark-text-locator \
-		--label "mini v2 + locator: the 40000-step model, then 10000 steps with the locator"
+	$(BIN)/python scripts/benchmark_text_referring.py --preset mini --recipe full-llm --steps 15000 --minutes 180 \
+		--label "mini v2 + locator, full-LLM recipe, 15000-step schedule" --run-dir $(BUILD)/benchmark-text
 	cd research && ../$(BIN)/python probe_obj_embeddings.py --model ../data/models/anyref-mini-text \
 		--out ../data/results/obj_probes.json
-	$(BIN)/python scripts/benchmark_tasks.py --no-locator --steps 20000 --minutes 100 --run-dir $(BUILD)/benchmark-tasks \
-		--save-model $(BUILD)/benchmark-tasks-model --out $(BUILD)/benchmark-tasks.json
-	$(BIN)/python scripts/benchmark_tasks.py --init-from $(BUILD)/benchmark-tasks-model --steps 10000 --minutes 50 \
-		--lr 5e-4 --warmup 200 --run-dir $(BUILD)/benchmark-tasks-locator
+	$(BIN)/python scripts/benchmark_tasks.py --recipe full-llm --steps 15000 --minutes 180 --lr 1e-3 --warmup 200 \
+		--run-dir $(BUILD)/benchmark-tasks-1 --save-model $(BUILD)/benchmark-tasks-1-model --out $(BUILD)/tasks-1.json
+	$(BIN)/python scripts/benchmark_tasks.py $(call MIX_STEP,1,2) --tasks $(MIX_30) --steps 6000 --lr 5e-4 --warmup 200
+	$(BIN)/python scripts/benchmark_tasks.py $(call MIX_STEP,2,3) --tasks $(MIX_40) $(MIX_FINE)
+	$(BIN)/python scripts/benchmark_tasks.py $(call MIX_STEP,3,4) --tasks $(MIX_45) $(MIX_FINE)
+	$(BIN)/python scripts/benchmark_tasks.py --init-from $(BUILD)/benchmark-tasks-4-model --continues \
+		$(BUILD)/tasks-4.json --recipe full-llm --minutes 180 --seed 5 --run-dir $(BUILD)/benchmark-tasks-5 \
+		--tasks $(MIX_45) $(MIX_FINE)
 	$(BIN)/python scripts/results_table.py --write
 
-ingredients: $(STAMP)  # re-train the shipped miniature ingredients (replaces data/ingredients; about 1 h on 2 cores)
+# The shipped mixture's fine-tunes from run $(1) to run $(2) (seed $(2)), raising two-source audio's share.
+MIX_STEP = --init-from $(BUILD)/benchmark-tasks-$(1)-model --continues $(BUILD)/tasks-$(1).json --recipe full-llm \
+	--minutes 180 --seed $(2) --run-dir $(BUILD)/benchmark-tasks-$(2) --save-model $(BUILD)/benchmark-tasks-$(2)-model \
+	--out $(BUILD)/tasks-$(2).json
+MIX_30 := general=0.1 text=0.3 reg=0.1 image=0.1 audio=0.1 audio_multi=0.3
+MIX_40 := general=0.05 text=0.3 reg=0.1 image=0.05 audio=0.1 audio_multi=0.4
+MIX_45 := general=0.05 text=0.25 reg=0.05 image=0.05 audio=0.15 audio_multi=0.45
+MIX_FINE := --steps 3000 --lr 3e-4 --warmup 100
+
+ingredients: $(STAMP)  # re-train the shipped miniature ingredients (replaces data/ingredients; about 2 h on 2 cores)
 	$(BIN)/anyref pretrain clip --overwrite
 	$(BIN)/anyref pretrain sam --overwrite
 	$(BIN)/anyref pretrain llava --overwrite

@@ -1,12 +1,13 @@
 """Lab: LLaVA-mini recipe variants on the shipped CLIP-mini, scored as they train.
 
-The grounding issue asks LLaVA-mini for colour / shape >= 0.85 and where / count >= 0.70 on held-out questions; the
-shipped recipe (caption LM stage, 150 alignment steps, 2000 instruction steps) scores 0.43 / 0.51 / 0.13 / 0.47,
-and its alignment stage pushes the image tokens together (mean cosine 0.46 -> 0.74). This script runs a variant
-(stages to keep, instruction length and learning rate) and scores 50 held-out questions per kind every --every
-instruction steps. Writes research/results/llava_recipe_<name>.json (curve, token similarity, settings, wall time).
+The grounding issue asks LLaVA-mini for colour / shape >= 0.85 and where / count >= 0.70 on held-out questions. The
+first recipe (caption LM stage, 150 alignment steps, 2000 instruction steps at lr 2e-3) scored 0.43 / 0.51 / 0.13 /
+0.47, and its alignment stage pushed the image tokens together (mean cosine 0.46 -> 0.74). This script runs a variant
+(stages, instruction length, learning rate, curriculum) and scores 50 held-out questions per kind every --every
+instruction steps. Writes research/results/llava_recipe_<name>.json (curve, token similarity, settings, wall time);
+--save also writes the model as a candidate ingredient folder.
 
-    python research/llava_recipe.py --name no-align --stages lm instruct --instruct-steps 6000 --every 1000
+    python research/llava_recipe.py --name lr5e-4 --instruct-steps 6000 --instruct-lr 5e-4 --every 1000
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from lab import RESULTS
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="the variant's name (run folder and results file)")
-    parser.add_argument("--stages", nargs="+", default=list(llava_mini.STAGES), choices=llava_mini.STAGES)
+    parser.add_argument("--stages", nargs="+", default=list(llava_mini.RECIPE_STAGES), choices=llava_mini.STAGES)
     parser.add_argument("--instruct-steps", type=int, default=llava_mini.LLaVAPretrainConfig.instruct_steps)
     parser.add_argument("--instruct-lr", type=float, default=llava_mini.LLaVAPretrainConfig.instruct_lr)
     parser.add_argument("--curriculum-steps", type=int, default=0,

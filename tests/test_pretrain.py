@@ -112,7 +112,7 @@ def test_llava_stages_run_on_a_clip_folder(tmp_path):
     llm = LLMConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64,
                     max_positions=128, use_lora=False)
     model, histories = llava_mini.pretrain_llava(str(folder), settings, vision=VisionConfig(**MICRO_VISION), llm=llm,
-                                                 progress=False)
+                                                 stages=llava_mini.STAGES, progress=False)  # "align" too
     assert [len(histories[k]) for k in ("lm", "align", "instruct")] == [3, 2, 2]
     # stage 1 trains the projector only: CLIP stays as loaded
     loaded = {k.split("embeddings.", 1)[-1]: v for k, v in model.vision.clip.state_dict().items() if "embeddings." in k}
@@ -202,7 +202,7 @@ def test_llava_command_records_its_settings_and_losses(tmp_path, monkeypatch):
     pretrain("llava", steps=2, out=tmp_path / "llava", progress=False)
     metrics = json.loads((tmp_path / "llava" / "metrics.json").read_text())
     assert metrics["answer_accuracy"] == {"overall": 0.25} and metrics["settings"]["instruct_steps"] == 2
-    assert set(metrics["final_loss_mean_last50"]) == {"lm", "align", "instruct"}
+    assert set(metrics["final_loss_mean_last50"]) == set(llava_mini.RECIPE_STAGES) == {"lm", "instruct"}
     assert all(np.isfinite(v) for v in metrics["final_loss_mean_last50"].values())
 
 
