@@ -27,7 +27,8 @@ benchmark: $(STAMP)  # re-measure the ingredients and re-train both shipped mode
 	$(BIN)/python scripts/benchmark_ingredients.py
 	cd research && ../$(BIN)/python probe_ingredients.py
 	$(BIN)/python scripts/benchmark_text_referring.py --preset mini --recipe full-llm --steps 15000 --minutes 180 \
-		--label "mini v2 + locator, full-LLM recipe, 15000-step schedule" --run-dir $(BUILD)/benchmark-text
+		--label "mini v3 (LLaVA-mini v3) + locator, full-LLM recipe, 15000-step schedule" \
+		--run-dir $(BUILD)/benchmark-text
 	cd research && ../$(BIN)/python probe_obj_embeddings.py --model ../data/models/anyref-mini-text \
 		--out ../data/results/obj_probes.json
 	$(BIN)/python scripts/benchmark_tasks.py --recipe full-llm --steps 15000 --minutes 180 --lr 1e-3 --warmup 200 \
