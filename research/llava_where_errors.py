@@ -1,8 +1,8 @@
 """Lab: what LLaVA-mini gets wrong when asked "where is ...?".
 
-For held-out "where" questions (the same stream `answer_accuracy` scores), sorts the answers by how far their cell
-of the 3 x 3 grid lies from the true one: right, one step off (a neighbouring row or column), two steps, farther, or
-not a cell at all. If the misses are mostly one step off, the model finds the object but places it coarsely; if they
+For held-out "where" questions (`llava_mini.heldout_questions`, those `answer_accuracy` scores), sorts the answers
+by how far their cell of the 3 x 3 grid lies from the true one: right, one step off (a neighbouring row or column),
+two steps, farther, or not a cell at all. If the misses are mostly one step off, the model finds the object but places it coarsely; if they
 spread, it did not find the object. Writes research/results/llava_where_errors.json.
 
     python research/llava_where_errors.py [--num 200]
@@ -15,15 +15,11 @@ import time
 
 import torch
 
-from anyref.data.language import COLUMNS, ROWS, question
-from anyref.data.shapescenes import make_scene
+from anyref.data.language import COLUMNS, ROWS
 from anyref.pretrain import llava_mini
-from anyref.pretrain.loop import scene_rng
 from anyref.pretrain.run import folder_of
 from anyref.provenance import commit, machine
 from lab import RESULTS
-
-KIND_INDEX = llava_mini.QUESTION_KINDS.index("where")
 
 
 def cell_steps(answer: str, truth: str) -> int | None:
@@ -43,10 +39,7 @@ def main() -> None:
     began = time.perf_counter()
     model = llava_mini.load_llava_mini(folder_of("llava"), clip_folder=folder_of("clip"))
     counts = {"right": 0, "one_step_off": 0, "two_steps_off": 0, "farther": 0, "not_a_cell": 0}
-    for i in range(args.num):
-        rng = scene_rng(llava_mini.HELDOUT_STREAM, KIND_INDEX, i)
-        scene = make_scene(rng, image_size=llava_mini.SCENE_SIZE)
-        q, truth = question(scene, rng, kind="where")
+    for scene, q, truth in llava_mini.heldout_questions("where", num=args.num):
         steps = cell_steps(model.generate(torch.from_numpy(scene.image), q, max_new_tokens=4).text, truth)
         name = "not_a_cell" if steps is None else ("right", "one_step_off", "two_steps_off")[steps] if steps < 3 \
             else "farther"

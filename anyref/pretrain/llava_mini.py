@@ -166,19 +166,22 @@ def pretrain_llava(clip_path: str | None, settings: LLaVAPretrainConfig = LLaVAP
     return model.eval(), histories
 
 
+def heldout_questions(kind: str, *, num: int):
+    """The `num` held-out (scene, question, answer) triples of one kind that `answer_accuracy` scores."""
+    for i in range(num):
+        rng = scene_rng(HELDOUT_STREAM, QUESTION_KINDS.index(kind), i)
+        scene = make_scene(rng, image_size=SCENE_SIZE)
+        yield (scene, *question(scene, rng, kind=kind))
+
+
 @torch.no_grad()
 def answer_accuracy(model: AnyRefModel, *, num: int = 100) -> dict[str, float]:
     """Exact-match accuracy of greedy answers to held-out questions, per kind and overall (num per kind)."""
     model.eval()
     scores = {}
-    for k, kind in enumerate(QUESTION_KINDS):
-        right = 0
-        for i in range(num):
-            rng = scene_rng(HELDOUT_STREAM, k, i)
-            scene = make_scene(rng, image_size=SCENE_SIZE)
-            q, a = question(scene, rng, kind=kind)
-            out = model.generate(torch.from_numpy(scene.image), q, max_new_tokens=4)
-            right += out.text.strip() == a
+    for kind in QUESTION_KINDS:
+        right = sum(model.generate(torch.from_numpy(scene.image), q, max_new_tokens=4).text.strip() == a
+                    for scene, q, a in heldout_questions(kind, num=num))
         scores[kind] = right / num
     scores["overall"] = float(np.mean([scores[k] for k in QUESTION_KINDS]))
     return scores
