@@ -3,9 +3,9 @@
 The grounding issue asks LLaVA-mini for colour / shape >= 0.85 and where / count >= 0.70 on held-out questions. The
 first recipe (caption LM stage, 150 alignment steps, 2000 instruction steps at lr 2e-3) scored 0.43 / 0.51 / 0.13 /
 0.47, and its alignment stage pushed the image tokens together (mean cosine 0.46 -> 0.74). This script runs a variant
-(stages, instruction length, learning rate, curriculum) and scores 50 held-out questions per kind every --every
-instruction steps. Writes research/results/llava_recipe_<name>.json (curve, token similarity, settings, wall time);
---save also writes the model as a candidate ingredient folder.
+(stages, instruction length, learning rate, curriculum, LLM width and depth) and scores 50 held-out questions per kind
+every --every instruction steps. Writes research/results/llava_recipe_<name>.json (curve, token similarity, settings,
+wall time); --save also writes the model as a candidate ingredient folder.
 
     python research/llava_recipe.py --name lr5e-4 --instruct-steps 6000 --instruct-lr 5e-4 --every 1000
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from anyref.config import LLMConfig
 from anyref.paths import BUILD_DIR
 from anyref.pretrain import llava_mini
 from anyref.pretrain.run import folder_of
@@ -39,6 +40,9 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None,
                         help="also write the trained model here as a LLaVA-mini ingredient folder (a candidate)")
     parser.add_argument("--clip", type=Path, default=folder_of("clip"))
+    parser.add_argument("--llm-width", type=int, default=LLMConfig.hidden_size,
+                        help="the LLM's hidden size (its MLP is 3x that; the shipped LLaVA-mini: 128)")
+    parser.add_argument("--llm-layers", type=int, default=LLMConfig.num_layers, help="the LLM's decoder layers")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,12 +71,15 @@ def main() -> None:
             print(curve[-1], flush=True)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    model, histories = llava_mini.pretrain_llava(str(args.clip), settings, stages=tuple(args.stages),
+    llm = LLMConfig(use_lora=False, hidden_size=args.llm_width, num_layers=args.llm_layers,
+                    intermediate_size=3 * args.llm_width)
+    model, histories = llava_mini.pretrain_llava(str(args.clip), settings, stages=tuple(args.stages), llm=llm,
                                                  run_dir=run_dir, resume=True, callback=score)
     metrics = llava_mini.pretraining_metrics(model, settings, histories)
     if args.save:
         llava_mini.save_llava_mini(model, args.save, metrics=metrics)
     record = {"what": "LLaVA-mini recipe variant on the shipped CLIP-mini", "name": args.name, "stages": args.stages,
+              "llm": {"hidden_size": llm.hidden_size, "num_layers": llm.num_layers},
               "settings": asdict(settings), "questions_per_kind": args.questions, "curve": curve,
               "image_token_similarity": histories["image_token_similarity"],
               "final": metrics["answer_accuracy"], "saved_to": str(args.save) if args.save else None,
