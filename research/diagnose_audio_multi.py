@@ -5,7 +5,8 @@ Two measures, on the same held-out two-source samples that the benchmark scores 
 - a linear probe of the frozen audio-mini embeddings of two-shape mixtures (3 clips x E, flattened): one logistic
   regression per shape, "present or not", fit on --train mixtures; how often its two most likely shapes are the two
   that sound. If the probe finds both and the model does not, the information is there and the LLM has not learned
-  to read it.
+  to read it. A one-hidden-layer MLP probe on the same features asks whether a non-linear reader (the LLM is one) can
+  find more than the linear probe.
 Writes research/results/audio_multi_diagnosis.json (or --out).
 
     python research/diagnose_audio_multi.py --model data/models/anyref-mini
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from tqdm import tqdm
 
 from anyref import AnyRefModel
@@ -50,7 +52,7 @@ def answers(model, *, num: int) -> dict:
 
 
 def mixture_probe(model, *, train: int, test: int, seed: int) -> dict:
-    """Linear probe of which two shapes sound in a mixture, from the frozen audio embeddings (N, 3 * E)."""
+    """Linear and MLP probes of which two shapes sound in a mixture, from the frozen audio embeddings (N, 3 * E)."""
     rng = np.random.default_rng(seed)
     features, present = [], []
     for _ in tqdm(range(train + test), desc="mixtures"):
@@ -63,12 +65,16 @@ def mixture_probe(model, *, train: int, test: int, seed: int) -> dict:
         features.append(embedded.flatten().numpy())
         present.append(np.isin(np.arange(len(SHAPES)), [a, b]))
     X, Y = np.array(features), np.array(present)  # (N, 3E), (N, S) bool
-    scores = np.stack([LogisticRegression(max_iter=3000).fit(X[:train], Y[:train, k]).predict_proba(X[train:])[:, 1]
+    linear = np.stack([LogisticRegression(max_iter=3000).fit(X[:train], Y[:train, k]).predict_proba(X[train:])[:, 1]
                        for k in range(len(SHAPES))], axis=1)  # (test, S)
-    top_two = np.argsort(-scores, axis=1)[:, :2]
-    hits = np.take_along_axis(Y[train:], top_two, axis=1).sum(1)  # (test,) sources among the top two
-    return {"train_mixtures": train, "test_mixtures": test, "both_sources_in_top_two": float((hits == 2).mean()),
-            "at_least_one_in_top_two": float((hits >= 1).mean())}
+    mlp = MLPClassifier(hidden_layer_sizes=(256,), max_iter=2000, random_state=seed).fit(X[:train], Y[:train])
+    report = {"train_mixtures": train, "test_mixtures": test}
+    for name, scores in (("", linear), ("mlp_", mlp.predict_proba(X[train:]))):  # scores (test, S)
+        top_two = np.argsort(-scores, axis=1)[:, :2]
+        hits = np.take_along_axis(Y[train:], top_two, axis=1).sum(1)  # (test,) sources among the top two
+        report |= {f"{name}both_sources_in_top_two": float((hits == 2).mean()),
+                   f"{name}at_least_one_in_top_two": float((hits >= 1).mean())}
+    return report
 
 
 def main() -> None:
