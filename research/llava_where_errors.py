@@ -2,8 +2,8 @@
 
 For held-out "where" questions (`llava_mini.heldout_questions`, those `answer_accuracy` scores), sorts the answers
 by how far their cell of the 3 x 3 grid lies from the true one: right, one step off (a neighbouring row or column),
-two steps, farther, or not a cell at all. If the misses are mostly one step off, the model finds the object but places it coarsely; if they
-spread, it did not find the object. Writes research/results/llava_where_errors.json.
+two steps, farther, or not a cell at all. If the misses are mostly one step off, the model finds the object but
+places it coarsely; if they spread, it did not find the object. Writes research/results/llava_where_errors.json.
 
     python research/llava_where_errors.py [--num 200]
 """
