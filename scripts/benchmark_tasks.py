@@ -16,6 +16,7 @@ from anyref.locator import LOCATOR_LOSSES
 from anyref.data.tasks import parse_mix
 from anyref.evaluate import all_objects_baseline, evaluate_tasks
 from anyref.paths import BUILD_DIR, MIXTURE_MODEL_DIR, RESULTS_DIR
+from anyref.pretrain.audio_mini import load_audio_encoder
 from anyref.provenance import commit, machine
 from anyref.train import TrainConfig, seed_everything, train
 
@@ -32,7 +33,8 @@ def headline(scores: dict) -> dict:
 def previous_runs(record: Path) -> list[dict]:
     """The training runs behind a results JSON's model, oldest first: its own previous runs, then itself."""
     report = json.loads(Path(record).read_text())
-    keys = ("commit", "train_steps", "train_wall_s", "recipe", "mixture", "lr", "warmup_steps", "init_from")
+    keys = ("commit", "train_steps", "train_wall_s", "recipe", "mixture", "lr", "warmup_steps", "init_from",
+            "audio_from")
     return report.get("previous_runs", []) + [{key: report.get(key) for key in keys}]
 
 
@@ -58,6 +60,8 @@ def main() -> None:
                         "a locator it lacks starts fresh) instead of the ingredients")
     parser.add_argument("--continues", type=Path, default=None, help="the results JSON of the run that trained the "
                         "--init-from model: its training is recorded under previous_runs and counted in the totals")
+    parser.add_argument("--audio-from", default=None, help="an audio-mini folder whose weights replace the model's "
+                        "audio encoder before training (a re-trained audio-mini under an --init-from model)")
     parser.add_argument("--run-dir", default=str(BUILD_DIR / "benchmark-tasks"), help="checkpoint folder (resumes)")
     parser.add_argument("--save-model", default=str(MIXTURE_MODEL_DIR))
     parser.add_argument("--out", default=str(RESULTS_DIR / "tasks_mini.json"))
@@ -80,6 +84,8 @@ def main() -> None:
     changes = {"locator": locator} | ({} if args.locator_loss is None else {"locator_loss": args.locator_loss})
     model = (AnyRefModel(with_recipe(preset("mini", **changes), args.recipe)) if args.init_from is None
              else AnyRefModel.start_from(args.init_from, **changes))
+    if args.audio_from:
+        model.audio.load_state_dict(load_audio_encoder(args.audio_from).state_dict())
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup_steps=args.warmup, checkpoint_every=100, time_budget_s=args.minutes * 60,
                          tasks=mix)
@@ -94,7 +100,7 @@ def main() -> None:
         "commit": commit(), "machine": machine(), "torch_threads": torch.get_num_threads(),
         "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps, "schedule_steps": args.steps,
         "recipe": args.recipe, "locator": locator, "locator_loss": model.config.locator_loss if locator else None,
-        "init_from": args.init_from, "seed": args.seed, "batch_size": args.batch_size,
+        "init_from": args.init_from, "audio_from": args.audio_from, "seed": args.seed, "batch_size": args.batch_size,
         "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
         "mixture": dict(mix), "eval_samples_per_task": args.eval_samples, "shots": args.shots,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",

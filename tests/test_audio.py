@@ -10,11 +10,14 @@ import torch.nn.functional as F
 
 from anyref.audio import AudioEncoder, clip_bounds, load_imagebind_audio, load_waveform, to_mono, waveform_to_clips
 from anyref.config import AudioConfig, imagebind_huge_audio_config
-from anyref.data import make_scene, object_crop, sound_for
+from anyref.data import make_scene, object_crop, sound_for, sounds
 from anyref.errors import AnyRefCheckpointError, AnyRefInputError, AnyRefWarning
 from anyref.pretrain.audio_mini import (
+    SECOND_SOURCE,
     audio_retrieval_top1,
+    binding_pair,
     load_audio_encoder,
+    mixture_top2,
     save_audio_encoder,
     train_audio_binding,
 )
@@ -213,6 +216,32 @@ def test_binding_loss_decreases_and_is_seeded():
     assert first == again
     top1 = audio_retrieval_top1(encoder, silhouette_embed, num=6)
     assert 0.0 <= top1 <= 1.0 and not encoder.training
+
+
+def test_mixture_pairs_play_two_shapes_of_their_scene_together():
+    single = [binding_pair(seed=0, index=i) for i in range(20)]
+    assert all(len(crops) == 1 and len(shapes) == 1 for crops, _, shapes in single)
+    crops, sound, shapes = single[3]
+    np.testing.assert_array_equal(sound, sound_for(shapes[0], seed=0, index=3))
+    mixed = [binding_pair(seed=0, index=i, mixture_fraction=1.0) for i in range(20)]
+    two = [(i, pair) for i, pair in enumerate(mixed) if len(pair[0]) == 2]
+    assert len(two) >= 15  # every scene with two shape classes gives a mixture
+    for i, (crops, sound, (first, second)) in two:
+        assert first != second and all(crop.shape == (32, 32, 3) for crop in crops)
+        expected = sounds.mix(sound_for(first, seed=0, index=i), sound_for(second, seed=0, index=SECOND_SOURCE + i))
+        np.testing.assert_array_equal(sound, expected)
+        np.testing.assert_array_equal(crops[0], single[i][0][0])  # the first object is the single pair's object
+
+
+def test_binding_with_mixtures_trains_and_scores_mixtures():
+    encoder = micro_encoder()
+    result = train_audio_binding(encoder, silhouette_embed, steps=3, batch_size=4, lr=3e-3, seed=0,
+                                 mixture_fraction=0.5, progress=False)
+    assert len(result["losses"]) == 3 and all(np.isfinite(result["losses"]))
+    assert 0.0 <= mixture_top2(encoder, silhouette_embed, num=4) <= 1.0 and not encoder.training
+    with pytest.raises(AnyRefInputError, match="mixture_fraction"):
+        train_audio_binding(micro_encoder(), silhouette_embed, steps=1, batch_size=2, lr=1e-3, seed=0,
+                            mixture_fraction=1.5, progress=False)
 
 
 def test_binding_rejects_a_mismatched_image_side():

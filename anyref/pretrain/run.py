@@ -13,7 +13,8 @@ from . import audio_mini, clip_mini, llava_mini, sam_mini
 from ..weights import check_writable
 
 INGREDIENTS = ("clip", "sam", "llava", "audio")
-AUDIO_STEPS = 150
+AUDIO_STEPS = 600
+AUDIO_MIXTURE_FRACTION = 0.5  # two-source pairs in audio-mini binding (the miniature's deviation)
 FOLDERS = {"clip": "clip-mini", "sam": "sam-mini", "llava": "llava-mini", "audio": "audio-mini"}
 
 
@@ -78,9 +79,11 @@ def pretrain(name: str, *, steps: int | None = None, out: str | Path | None = No
         clip, _ = clip_mini.load_clip_mini(clip_folder)
         embed = crop_embedder(clip)
         encoder = audio_mini.AudioEncoder(audio_mini.AudioConfig(out_dim=clip.config.projection_dim))
-        recipe = {"steps": steps or AUDIO_STEPS, "batch_size": 32, "lr": 2e-3}
+        recipe = {"steps": steps or AUDIO_STEPS, "batch_size": 32, "lr": 2e-3,
+                  "mixture_fraction": AUDIO_MIXTURE_FRACTION}
         history = audio_mini.train_audio_binding(encoder, embed, **recipe, seed=0, progress=progress, **checkpoints)
-        metrics = {"retrieval_top1": audio_mini.audio_retrieval_top1(encoder, embed), **recipe,
+        metrics = {"retrieval_top1": audio_mini.audio_retrieval_top1(encoder, embed),
+                   "mixture_top2": audio_mini.mixture_top2(encoder, embed), **recipe,
                    "wall_s": round(history["wall_s"], 1)}
         audio_mini.save_audio_encoder(encoder, out, metrics=metrics, overwrite=overwrite)
     return metrics
