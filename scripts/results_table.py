@@ -37,8 +37,9 @@ def ingredient_rows() -> list[str]:
         figures, targets = bench["figures"], bench["targets"]
         names = {"clip_zero_shot_top1": ("CLIP-mini", "zero-shot top-1 on object crops"),
                  "sam_box_miou": ("SAM-mini", "box-prompt mIoU"), "sam_point_miou": ("SAM-mini", "point-prompt mIoU"),
-                 "audio_retrieval_top1": ("audio-mini", "audio → image retrieval top-1")}
-        for key, (who, what) in names.items():
+                 "audio_retrieval_top1": ("audio-mini", "audio → image retrieval top-1"),
+                 "audio_mixture_top2": ("audio-mini", "two-shape mixtures: both shapes the two nearest")}
+        for key, (who, what) in ((key, name) for key, name in names.items() if key in figures):
             rows.append(f"| {who} | {what} | {mark(figures[key], targets.get(key))} |")
         for kind in ("colour", "shape", "where", "count"):
             key = f"llava_{kind}"
