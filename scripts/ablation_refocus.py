@@ -5,7 +5,8 @@ at 0.1 and at 1.0 (written 0.1+ and 1.0+, the paper's dagger). Every run starts 
 with the same schedule, batch, learning rate and data order for a seed, and is scored by greedy generation on the
 same val samples, next to what segment-everything scores on them. Each finished run is written at once to the JSON
 (default data/results/refocus_ablation.json) and skipped when the script is run again with the same budget and the
-same ingredients (their files' sha256 is part of the budget: runs on other ingredients are not comparable).
+same ingredients (the sha256 of those text referring uses is part of the budget: runs on other ingredients are not
+comparable).
 
     python scripts/ablation_refocus.py [--steps 400] [--seeds 0 1] [--settings 0 0.1 1.0 0.1+ 1.0+]
         [--recipe paper] [--eval-samples 100] [--out PATH]
@@ -46,10 +47,14 @@ def parse_setting(name: str) -> tuple[float, bool]:
                                 f"e.g. {' '.join(SETTINGS)}") from None
 
 
+TEXT_INGREDIENTS = ("clip-mini", "llava-mini", "sam-mini")  # what text referring reads (audio-mini never runs)
+
+
 def ingredients_sha256() -> str:
-    """The first 12 hex digits of a sha256 over data/ingredients' weights and configs (not their metrics files)."""
+    """The first 12 hex digits of a sha256 over the weights and configs (not the metrics files) of the ingredients
+    that text referring uses."""
     digest = hashlib.sha256()
-    for path in sorted(INGREDIENTS_DIR.rglob("*")):
+    for path in sorted(p for name in TEXT_INGREDIENTS for p in (INGREDIENTS_DIR / name).rglob("*")):
         if path.is_file() and path.name != "metrics.json":
             digest.update(str(path.relative_to(INGREDIENTS_DIR)).encode())
             digest.update(path.read_bytes())

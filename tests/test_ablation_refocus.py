@@ -45,6 +45,8 @@ def test_shipped_ablation_has_every_setting_at_two_seeds_under_one_budget():
     assert sorted((r["setting"], r["seed"]) for r in runs) == sorted((s, k) for s in ablation.SETTINGS for k in (0, 1))
     assert {r["train_steps"] for r in runs} == {report["budget"]["steps"]}, "every run needs the same budget"
     assert all(r["commit"] and r["machine"] and r["train_wall_s"] > 0 for r in runs)
+    assert report["budget"]["ingredients_sha256"] == ablation.ingredients_sha256(), \
+        "the shipped Table 7 was trained on other ingredients than data/ingredients: re-run scripts/ablation_refocus.py"
 
 
 def test_two_processes_sharing_one_file_keep_each_others_runs(tmp_path, monkeypatch):
