@@ -133,51 +133,43 @@ def shape_prototypes(image_embed_fn, *, dim: int, seed: int = 0, per_pair: int =
 
 
 @torch.no_grad()
+def prototype_scores(encoder: AudioEncoder, image_embed_fn, waves: list[np.ndarray], *, seed: int = 0,
+                     crop_size: int = CROP_SIZE) -> torch.Tensor:
+    """Cosine of each sound's embedding to every shape prototype: (len(waves), 6), in eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    device = _device(encoder)
+    prototypes = shape_prototypes(image_embed_fn, dim=encoder.config.out_dim, seed=seed, crop_size=crop_size)
+    scores = []
+    for start in range(0, len(waves), EVAL_CHUNK):
+        clips = torch.stack([waveform_to_clips(wave, config=encoder.config)
+                             for wave in waves[start:start + EVAL_CHUNK]])  # (n, 3, 1, mel, T)
+        scores.append((encoder.embed(clips.to(device)) @ prototypes.to(device).T).cpu())  # (n, 6)
+    encoder.train(was_training)
+    return torch.cat(scores)
+
+
 def audio_retrieval_top1(encoder: AudioEncoder, image_embed_fn, *, num: int = 60, seed: int = 0,
                          crop_size: int = CROP_SIZE) -> float:
     """Share of held-out sounds (shapes in turn) whose nearest shape prototype is their own shape."""
     if num < 1:
         raise AnyRefInputError(f"num must be a positive int, got {num!r}")
-    was_training = encoder.training
-    encoder.eval()
-    device = _device(encoder)
-    prototypes = shape_prototypes(image_embed_fn, dim=encoder.config.out_dim, seed=seed, crop_size=crop_size)
-    prototypes = prototypes.to(device)  # (6, E)
     labels = torch.arange(num) % len(SHAPES)  # (num,)
-    predictions = []
-    for start in range(0, num, EVAL_CHUNK):
-        clips = torch.stack([
-            waveform_to_clips(shape_sound(SHAPES[int(label)], scene_rng(HELDOUT_SOUNDS, seed, start + i)),
-                              config=encoder.config)
-            for i, label in enumerate(labels[start:start + EVAL_CHUNK])
-        ])  # (n, 3, 1, mel, T)
-        predictions.append((encoder.embed(clips.to(device)) @ prototypes.T).argmax(dim=1).cpu())  # (n,)
-    encoder.train(was_training)
-    return float((torch.cat(predictions) == labels).float().mean())
+    waves = [shape_sound(SHAPES[int(label)], scene_rng(HELDOUT_SOUNDS, seed, i)) for i, label in enumerate(labels)]
+    scores = prototype_scores(encoder, image_embed_fn, waves, seed=seed, crop_size=crop_size)  # (num, 6)
+    return float((scores.argmax(dim=1) == labels).float().mean())
 
 
-@torch.no_grad()
 def mixture_top2(encoder: AudioEncoder, image_embed_fn, *, num: int = 60, seed: int = 0,
                  crop_size: int = CROP_SIZE) -> float:
     """Share of held-out two-shape mixtures whose two nearest shape prototypes are the two shapes that sound."""
     if num < 1:
         raise AnyRefInputError(f"num must be a positive int, got {num!r}")
-    was_training = encoder.training
-    encoder.eval()
-    device = _device(encoder)
-    prototypes = shape_prototypes(image_embed_fn, dim=encoder.config.out_dim, seed=seed, crop_size=crop_size)
     rng = scene_rng(HELDOUT_SOUNDS, seed, 1 << 20)  # apart from audio_retrieval_top1's single sounds
     sources = np.stack([rng.choice(len(SHAPES), size=2, replace=False) for _ in range(num)])  # (num, 2)
-    hits = []
-    for start in range(0, num, EVAL_CHUNK):
-        clips = torch.stack([
-            waveform_to_clips(mix(shape_sound(SHAPES[a], rng), shape_sound(SHAPES[b], rng)), config=encoder.config)
-            for a, b in sources[start:start + EVAL_CHUNK]
-        ])  # (n, 3, 1, mel, T)
-        top_two = (encoder.embed(clips.to(device)) @ prototypes.to(device).T).topk(2, dim=1).indices.cpu()  # (n, 2)
-        hits += [set(pair.tolist()) == set(source.tolist()) for pair, source in zip(top_two, sources[start:])]
-    encoder.train(was_training)
-    return float(np.mean(hits))
+    waves = [mix(shape_sound(SHAPES[a], rng), shape_sound(SHAPES[b], rng)) for a, b in sources]
+    top_two = prototype_scores(encoder, image_embed_fn, waves, seed=seed, crop_size=crop_size).topk(2, dim=1).indices
+    return float(np.mean([set(pair.tolist()) == set(source.tolist()) for pair, source in zip(top_two, sources)]))
 
 
 def save_audio_encoder(encoder: AudioEncoder, folder: str | Path, *, metrics: dict | None = None,
