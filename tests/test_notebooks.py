@@ -23,6 +23,8 @@ def test_notebook_is_clean_with_one_parameters_cell(path):
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "each notebook needs exactly one cell tagged 'parameters'"
     assert "figures_dir" in "".join(tagged[0]["source"])
+    ids = [c.get("id") for c in nb["cells"]]  # nbformat 4.5 requires them; papermill warns without
+    assert all(ids) and len(set(ids)) == len(ids), "every cell needs its own id (nbformat.validator.normalize)"
 
 
 def _mentioned_notebooks(text: str) -> set[str]:
