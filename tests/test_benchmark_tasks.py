@@ -11,10 +11,12 @@ _spec.loader.exec_module(benchmark)
 
 def test_previous_runs_chain_oldest_first(tmp_path):
     first = {"commit": "aaa", "train_steps": 100, "train_wall_s": 10.0, "recipe": "full-llm", "init_from": None,
-             "mixture": {"text": 1.0}, "lr": 1e-3, "warmup_steps": 10, "scores": {"ignored": 1}}
+             "audio_from": None, "mixture": {"text": 1.0}, "lr": 1e-3, "warmup_steps": 10, "scores": {"ignored": 1}}
     (tmp_path / "first.json").write_text(json.dumps(first))
     chain = benchmark.previous_runs(tmp_path / "first.json")
     assert chain == [{key: first[key] for key in chain[0]}] and "scores" not in chain[0]
-    second = {**first, "commit": "bbb", "train_steps": 50, "init_from": "models/first", "previous_runs": chain}
+    second = {**first, "commit": "bbb", "train_steps": 50, "init_from": "models/first", "audio_from": "audio-mini",
+              "previous_runs": chain}
     (tmp_path / "second.json").write_text(json.dumps(second))
-    assert [run["commit"] for run in benchmark.previous_runs(tmp_path / "second.json")] == ["aaa", "bbb"]
+    runs = benchmark.previous_runs(tmp_path / "second.json")
+    assert [(run["commit"], run["audio_from"]) for run in runs] == [("aaa", None), ("bbb", "audio-mini")]
