@@ -254,7 +254,7 @@ def _add_pretrain(sub) -> None:
     pre.add_argument("--resume", action="store_true", help="continue from the checkpoint in --run-dir")
     pre.add_argument("--region-steps", type=count, default=None,
                      help="CLIP-mini's second stage: steps of pairs + region term "
-                          "(default: the recipe's 4000; 0 with --steps)")
+                          "(default: the recipe's 2500; 0 with --steps)")
     pre.add_argument("--device", type=device, default="cpu",
                      help="where CLIP-mini trains (e.g. cuda); the others train on the CPU")
     pre.set_defaults(run=_pretrain)
