@@ -60,8 +60,9 @@ def main() -> None:
 
     start = time.perf_counter()
     encoder = audio_mini.load_audio_encoder(folder_of("audio"))
-    figures["audio_retrieval_top1"] = audio_mini.audio_retrieval_top1(encoder, crop_embedder(clip), num=args.sounds)
-    figures["audio_mixture_top2"] = audio_mini.mixture_top2(encoder, crop_embedder(clip), num=args.sounds)
+    embed = crop_embedder(clip)
+    figures["audio_retrieval_top1"] = audio_mini.audio_retrieval_top1(encoder, embed, num=args.sounds)
+    figures["audio_mixture_top2"] = audio_mini.mixture_top2(encoder, embed, num=args.sounds)
     timings["audio"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -39,8 +39,9 @@ def ingredient_rows() -> list[str]:
                  "sam_box_miou": ("SAM-mini", "box-prompt mIoU"), "sam_point_miou": ("SAM-mini", "point-prompt mIoU"),
                  "audio_retrieval_top1": ("audio-mini", "audio → image retrieval top-1"),
                  "audio_mixture_top2": ("audio-mini", "two-shape mixtures: both shapes the two nearest")}
-        for key, (who, what) in ((key, name) for key, name in names.items() if key in figures):
-            rows.append(f"| {who} | {what} | {mark(figures[key], targets.get(key))} |")
+        for key, (who, what) in names.items():
+            if key in figures:  # records written before a figure existed lack it
+                rows.append(f"| {who} | {what} | {mark(figures[key], targets.get(key))} |")
         for kind in ("colour", "shape", "where", "count"):
             key = f"llava_{kind}"
             if key in figures:

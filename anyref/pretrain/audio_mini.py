@@ -54,13 +54,14 @@ def binding_pair(*, seed: int, index: int, crop_size: int = CROP_SIZE,
     scene = make_scene(rng, image_size=SCENE_SIZE)
     k = int(rng.integers(len(scene.objects)))
     shape = scene.objects[k].shape
+    crops, sound, shapes = [object_crop(scene, k, size=crop_size)], sound_for(shape, seed=seed, index=index), [shape]
     others = [j for j, obj in enumerate(scene.objects) if obj.shape != shape]
     if others and rng.random() < mixture_fraction:
         j = others[int(rng.integers(len(others)))]
-        second = scene.objects[j].shape
-        sound = mix(sound_for(shape, seed=seed, index=index), sound_for(second, seed=seed, index=SECOND_SOURCE + index))
-        return [object_crop(scene, k, size=crop_size), object_crop(scene, j, size=crop_size)], sound, [shape, second]
-    return [object_crop(scene, k, size=crop_size)], sound_for(shape, seed=seed, index=index), [shape]
+        shapes.append(scene.objects[j].shape)
+        crops.append(object_crop(scene, j, size=crop_size))
+        sound = mix(sound, sound_for(shapes[1], seed=seed, index=SECOND_SOURCE + index))
+    return crops, sound, shapes
 
 
 def image_embeddings(image_embed_fn, crops: np.ndarray, *, dim: int) -> torch.Tensor:
