@@ -5,7 +5,8 @@ Linear probes, fit on 70 % of the samples and scored on the rest:
   object centred in it;
 - the refocused `<obj>` embedding of teacher-forced text-referring samples: the target's colour, shape and size (also
   written in the expression, so easy) and its centre (only visible in the image: the model must have looked);
-- for a model with a locator (anyref.locator), how often its map's top cell lies on the target.
+- for a model with a locator (anyref.locator), how often its map's top cell lies on the target, and the same probes
+  of the image tokens pooled by its map (what the model found, against what its `<obj>` embedding says).
 Writes research/results/obj_probe_<model>.json, or --out (the shipped text model's figures go to
 data/results/obj_probes.json, with commit, machine, wall time and seed). With --snapshots, the `<obj>` probes are
 also run on each kept checkpoint of the model's training run: a curve of what the embedding learns.
@@ -33,10 +34,11 @@ from anyref.provenance import commit, machine
 from lab import RESULTS, load_snapshot, snapshots
 
 
-def embeddings(model, samples, *, batch_size: int = 8) -> tuple[np.ndarray, float | None]:
-    """Refocused `<obj>` embeddings (N, D) of teacher-forced samples (one `<obj>` each), and how often the locator's
-    top cell lies on the target (None for a model without a locator)."""
-    out, hits = [], []
+def embeddings(model, samples, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+    """Refocused `<obj>` embeddings (N, D) of teacher-forced samples (one `<obj>` each); for a model with a locator,
+    the image tokens pooled by the softmax of its map (N, D), what the locator found, and how often its top cell lies
+    on the target (None, None without one)."""
+    out, pooled, hits = [], [], []
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
             chunk = samples[start:start + batch_size]
@@ -44,9 +46,14 @@ def embeddings(model, samples, *, batch_size: int = 8) -> tuple[np.ndarray, floa
             result = model(batch)
             out.append(result["obj_embeddings"].numpy())
             if model.locator is not None:
-                located = model.locate(result["obj_embeddings"], model.image_tokens(batch.images), result["queries"])
+                tokens = model.image_tokens(batch.images)  # (B, P, D)
+                located = model.locate(result["obj_embeddings"], tokens, result["queries"])  # (N, side, side)
+                weights = located.flatten(1).softmax(1)  # (N, P)
+                pooled.append(torch.einsum("np,npd->nd", weights, tokens[[q.batch for q in result["queries"]]]).numpy())
                 hits.append(top_cell_on_target(located, torch.from_numpy(np.stack([s.mask for s in chunk]))))
-    return np.concatenate(out), (float(torch.cat(hits).float().mean()) if hits else None)  # (N, D), rate
+    if not hits:
+        return np.concatenate(out), None, None
+    return np.concatenate(out), np.concatenate(pooled), float(torch.cat(hits).float().mean())  # (N, D), (N, D), rate
 
 
 def image_token_probe(model, *, scenes: int = 60) -> dict:
@@ -77,11 +84,9 @@ def image_token_probe(model, *, scenes: int = 60) -> dict:
             "colour_under_object_centre_accuracy": colour, "colour_chance": 1 / len(set(colours))}
 
 
-def obj_probes(model, samples) -> tuple[dict, float | None]:
+def probe_targets(X: np.ndarray, samples) -> dict:
     """Linear probes of the target's colour, shape, size (accuracy, also split by whether the expression names the
-    attribute) and centre (R^2) from the `<obj>` embeddings of single-target samples, fit on the first 70 %; and the
-    locator's top-cell rate (None without a locator)."""
-    X, top_cell = embeddings(model, samples)
+    attribute) and centre (R^2) from features X (N, D) of single-target samples, fit on the first 70 %."""
     X = (X - X.mean(0)) / (X.std(0) + 1e-6)
     objects = [s.scene.objects[s.targets[0]] for s in samples]
     split = int(0.7 * len(samples))
@@ -102,7 +107,14 @@ def obj_probes(model, samples) -> tuple[dict, float | None]:
     scores["centre_r2"] = ridge.score(X[split:], centre[split:])
     scores["centre_mean_abs_error_px"] = float(error)
     scores["centre_mean_abs_error_px_predicting_the_mean"] = float(np.abs(centre[:split].mean(0) - centre[split:]).mean())
-    return scores, top_cell
+    return scores
+
+
+def obj_probes(model, samples) -> tuple[dict, dict | None, float | None]:
+    """The probes of the `<obj>` embeddings and (None without a locator) of the locator-pooled image tokens, and the
+    locator's top-cell rate."""
+    X, pooled, top_cell = embeddings(model, samples)
+    return probe_targets(X, samples), None if pooled is None else probe_targets(pooled, samples), top_cell
 
 
 def main() -> None:
@@ -117,16 +129,17 @@ def main() -> None:
     started = time.time()
     model = AnyRefModel.from_pretrained(args.model).eval()
     samples = [s for s in split_samples("val", num=args.num) if len(s.targets) == 1]
-    scores, top_cell = obj_probes(model, samples)
+    scores, located, top_cell = obj_probes(model, samples)
     report = {"model": args.model, "commit": commit(), "machine": machine(), "split": "val", "seed": "split_samples",
               "samples": len(samples), "test_fraction": 0.3, "image_tokens": image_token_probe(model),
               "obj_embedding": scores, "locator_top_cell_on_target": top_cell,
+              "locator_pooled_image_tokens": located,
               "targets": {"colour_accuracy": 0.9, "shape_accuracy": 0.9, "centre_r2": 0.8}}
     if args.snapshots:
         report["curve"] = []
         for folder in snapshots(args.snapshots):
             step = load_snapshot(model, folder)
-            scores, top_cell = obj_probes(model, samples)
+            scores, _, top_cell = obj_probes(model, samples)
             report["curve"].append({"step": step, **scores, "locator_top_cell_on_target": top_cell})
             print(json.dumps(report["curve"][-1]), flush=True)
     report["wall_s"] = round(time.time() - started, 1)
