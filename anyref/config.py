@@ -146,6 +146,7 @@ class AnyRefConfig:
     locator: bool = False  # mini deviation (not the paper's): anyref.locator's map as SAM's dense prompt
     locator_weight: float = 1.0  # weight of the locator map's loss (when locator is on)
     locator_loss: str = "bce"  # "bce": each cell against its cover; "softmax": a ranking over cells (anyref.locator)
+    locator_feedback: bool = False  # mini lever (not the paper's): add what the locator found to `<obj>` before gamma
     max_text_tokens: int = 96
     max_new_tokens: int = 24
     tokenizer_path: str | None = None  # a local tokenizer folder; None builds the ShapeScenes word tokenizer

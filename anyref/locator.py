@@ -80,3 +80,11 @@ def dense_prompt(sam, logits: torch.Tensor) -> torch.Tensor:
     height, width = sam.prompt_encoder.image_embedding_size
     mask_input = F.interpolate(logits[:, None], size=(4 * height, 4 * width), mode="bilinear", align_corners=False)
     return sam.prompt_encoder.mask_downscaling(mask_input)  # (N, C, h, w)
+
+
+def zero_linear(size: int) -> nn.Linear:
+    """A square linear map that starts at zero: added to an embedding, it changes nothing until it trains."""
+    layer = nn.Linear(size, size)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer

@@ -14,7 +14,7 @@ from .data.words import build_word_tokenizer
 from .errors import AnyRefCheckpointError, AnyRefConfigError, AnyRefError, AnyRefInputError
 from .paths import resolve
 from .llm import add_lora, build_llama
-from .locator import LOCATOR_LOSSES, Locator, dense_prompt, locator_loss
+from .locator import LOCATOR_LOSSES, Locator, dense_prompt, locator_loss, zero_linear
 from .losses import anyref_loss
 from .prompt_distill import distill_loss
 from .referring import (AUD_REF_FEATURE, IMG_REF_FEATURE, Audio, Example, Region, check_box, check_example,
@@ -104,6 +104,9 @@ class AnyRefModel(nn.Module):
         if config.locator_loss not in LOCATOR_LOSSES:
             raise AnyRefConfigError(f"unknown locator_loss {config.locator_loss!r}; choose one of {LOCATOR_LOSSES}")
         self.locator = Locator(hidden, ranking=config.locator_loss == "softmax") if config.locator else None
+        if config.locator_feedback and not config.locator:
+            raise AnyRefConfigError("locator_feedback adds what the locator found to `<obj>`; turn locator on too")
+        self.found_value = zero_linear(hidden) if config.locator_feedback else None  # what the map found -> `<obj>`
         self.refocus_lambda = nn.Parameter(torch.full((1,), float(config.refocus_weight))) if config.refocus_learnable \
             else None  # lambda_f trained with the model (Table 7's dagger rows); else config.refocus_weight
         self.llm = add_lora(llm, config.llm) if config.llm.use_lora else llm
@@ -133,6 +136,8 @@ class AnyRefModel(nn.Module):
                  (self.audio, switch.audio_encoder), (self.audio_projection, switch.audio_projection)]
         if self.locator is not None:
             parts.append((self.locator, switch.obj_mlp))  # trains with gamma
+        if self.found_value is not None:
+            parts.append((self.found_value, switch.obj_mlp))
         for module, on in parts:
             for param in module.parameters():
                 param.requires_grad = on
@@ -248,24 +253,35 @@ class AnyRefModel(nn.Module):
         """The locator's map of each `<obj>` (N, side, side) over its image's tokens, `tokens` (B, P, D)."""
         return self.locator(embeddings, tokens[[q.batch for q in queries]])
 
+    def ground(self, embeddings: torch.Tensor, tokens: torch.Tensor,
+               queries: list[ObjQuery]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The locator's map (N, side, side) of each `<obj>` embedding (N, D) over its image's tokens (B, P, D), and
+        the embeddings gamma reads: with `locator_feedback`, plus a linear map of the tokens the map's softmax pools."""
+        located = self.locate(embeddings, tokens, queries)
+        if self.found_value is None:
+            return embeddings, located
+        weights = located.flatten(1).softmax(1)  # (N, P)
+        found = torch.einsum("np,npd->nd", weights, tokens[[q.batch for q in queries]])  # (N, D)
+        return embeddings + self.found_value(found), located
+
     def masks_for(self, images: torch.Tensor, embeddings: torch.Tensor, queries: list[ObjQuery], *,
                   encoded: tuple[torch.Tensor, tuple[int, int]] | None = None, tokens: torch.Tensor | None = None,
                   located: torch.Tensor | None = None) -> torch.Tensor:
         """gamma(embedding) as SAM's sparse prompt on each query's image (Eq. 1): mask logits (N, H, W).
 
         `encoded` is `sam_embeddings` of the queried images, when the caller has it already. With the locator on,
-        its map (`located`, else computed from the image tokens `tokens` or from `images`) is SAM's dense prompt.
+        its map is SAM's dense prompt: `located`, with the embeddings `ground` returned, else `ground` runs here on
+        the image tokens `tokens` or those of `images`.
         """
+        if self.locator is not None and located is None:
+            tokens = self.image_tokens(images) if tokens is None else tokens
+            embeddings, located = self.ground(embeddings, tokens, queries)
         prompts = self.obj_mlp(embeddings)  # (N, C)
         needed = sorted({q.batch for q in queries})
         image_embeddings, resized = encoded or self.sam_embeddings(images[needed])  # (B', C, h, w)
         slot = {b: i for i, b in enumerate(needed)}
         image_index = torch.tensor([slot[q.batch] for q in queries], device=image_embeddings.device)
-        dense = None
-        if self.locator is not None:
-            if located is None:
-                located = self.locate(embeddings, self.image_tokens(images) if tokens is None else tokens, queries)
-            dense = dense_prompt(self.sam, located)  # (N, C, h, w)
+        dense = None if located is None else dense_prompt(self.sam, located)  # (N, C, h, w)
         low_res = decode_masks(self.sam, image_embeddings, image_index, prompts, dense=dense)  # (N, 1, h', w')
         return self.sam.postprocess_masks(low_res, resized, tuple(images.shape[1:3]))[:, 0]  # (N, H, W)
 
@@ -294,10 +310,10 @@ class AnyRefModel(nn.Module):
         if queries:
             embeddings, _ = self.obj_embeddings(hidden, record[0], queries, key_padding=attention)
         if supervised:
-            chosen = [queries[i] for i in supervised]
+            chosen, prompting = [queries[i] for i in supervised], embeddings[supervised]  # (N, D)
             if self.locator is not None:
-                located = self.locate(embeddings[supervised], image_tokens, chosen)  # (N, side, side)
-            mask_logits = self.masks_for(batch.images, embeddings[supervised], chosen, located=located)
+                prompting, located = self.ground(prompting, image_tokens, chosen)  # (N, D), (N, side, side)
+            mask_logits = self.masks_for(batch.images, prompting, chosen, located=located)
             targets = self._targets(batch.masks, chosen)
         losses = anyref_loss(logits, labels, mask_logits, targets, ce_weight=self.config.ce_weight,
                              bce_weight=self.config.bce_weight, dice_weight=self.config.dice_weight)
@@ -306,7 +322,7 @@ class AnyRefModel(nn.Module):
                                 else locator_loss(located, targets, kind=self.config.locator_loss))
             losses["loss"] = losses["loss"] + self.config.locator_weight * losses["locate"]
         if self.config.prompt_distill_weight and supervised:
-            losses["distill"] = distill_loss(self.sam, self.obj_mlp(embeddings[supervised]), targets)
+            losses["distill"] = distill_loss(self.sam, self.obj_mlp(prompting), targets)
             losses["loss"] = losses["loss"] + self.config.prompt_distill_weight * losses["distill"]
         return {**losses, "logits": logits, "mask_logits": mask_logits, "obj_embeddings": embeddings,
                 "queries": queries}

@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints (default: build/course-levers/NAME)")
     parser.add_argument("--out", type=Path, default=RESULTS / "course_levers.json")
+    parser.add_argument("--save-model", type=Path, default=None, help="also save the trained model here (for probes)")
     args = parser.parse_args()
     seed_everything(args.seed)
     model = AnyRefModel(with_recipe(preset("mini", **dict(args.set)), args.recipe))
@@ -51,6 +52,8 @@ def main() -> None:
     run_dir = args.run_dir or BUILD_DIR / "course-levers" / args.name
     result = train(model, config, run_dir=run_dir, resume=True)
     model.eval()
+    if args.save_model:
+        model.save_pretrained(args.save_model, overwrite=True)
     scores = {split: evaluate_referring(model, split_samples(split, num=args.num), desc=split)
               for split in ("val", "testA", "testB")}
     entry = {"commit": commit(), "machine": machine(), "settings": dict(args.set), "recipe": args.recipe,

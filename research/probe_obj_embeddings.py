@@ -34,26 +34,29 @@ from anyref.provenance import commit, machine
 from lab import RESULTS, load_snapshot, snapshots
 
 
-def embeddings(model, samples, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray | None, float | None]:
-    """Refocused `<obj>` embeddings (N, D) of teacher-forced samples (one `<obj>` each); for a model with a locator,
-    the image tokens pooled by the softmax of its map (N, D), what the locator found, and how often its top cell lies
-    on the target (None, None without one)."""
-    out, pooled, hits = [], [], []
+def embeddings(model, samples, *, batch_size: int = 8) -> dict:
+    """Features of teacher-forced samples (one `<obj>` each), each (N, D): "obj", the refocused `<obj>` embeddings;
+    for a model with a locator, "pooled", the image tokens pooled by the softmax of its map (what it found), and
+    "gamma_input", what gamma reads (`<obj>` plus the found value, with locator_feedback); and "top_cell", how often
+    the map's top cell lies on the target."""
+    found: dict[str, list] = {"obj": [], "pooled": [], "gamma_input": [], "top_cell": []}
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
             chunk = samples[start:start + batch_size]
             batch = collate(chunk, model.tokenizer, max_tokens=model.config.max_text_tokens)
             result = model(batch)
-            out.append(result["obj_embeddings"].numpy())
+            found["obj"].append(result["obj_embeddings"])
             if model.locator is not None:
                 tokens = model.image_tokens(batch.images)  # (B, P, D)
-                located = model.locate(result["obj_embeddings"], tokens, result["queries"])  # (N, side, side)
+                grounded, located = model.ground(result["obj_embeddings"], tokens, result["queries"])
                 weights = located.flatten(1).softmax(1)  # (N, P)
-                pooled.append(torch.einsum("np,npd->nd", weights, tokens[[q.batch for q in result["queries"]]]).numpy())
-                hits.append(top_cell_on_target(located, torch.from_numpy(np.stack([s.mask for s in chunk]))))
-    if not hits:
-        return np.concatenate(out), None, None
-    return np.concatenate(out), np.concatenate(pooled), float(torch.cat(hits).float().mean())  # (N, D), (N, D), rate
+                found["pooled"].append(torch.einsum("np,npd->nd", weights, tokens[[q.batch for q in result["queries"]]]))
+                found["gamma_input"].append(grounded)
+                found["top_cell"].append(top_cell_on_target(located, torch.from_numpy(np.stack([s.mask for s in chunk]))))
+    out = {name: torch.cat(parts).numpy() for name, parts in found.items() if parts}
+    if "top_cell" in out:
+        out["top_cell"] = float(out["top_cell"].mean())
+    return out
 
 
 def image_token_probe(model, *, scenes: int = 60) -> dict:
@@ -110,11 +113,17 @@ def probe_targets(X: np.ndarray, samples) -> dict:
     return scores
 
 
-def obj_probes(model, samples) -> tuple[dict, dict | None, float | None]:
-    """The probes of the `<obj>` embeddings and (None without a locator) of the locator-pooled image tokens, and the
-    locator's top-cell rate."""
-    X, pooled, top_cell = embeddings(model, samples)
-    return probe_targets(X, samples), None if pooled is None else probe_targets(pooled, samples), top_cell
+def obj_probes(model, samples) -> dict:
+    """Probes of the `<obj>` embeddings ("obj_embedding": gamma's input, the LLM's own under "from_the_llm" when
+    locator_feedback adds to it) and of the image tokens pooled by the locator's map, with its top-cell rate."""
+    found = embeddings(model, samples)
+    feedback = model.config.locator_feedback
+    report = {"obj_embedding": probe_targets(found["gamma_input" if feedback else "obj"], samples)}
+    if feedback:
+        report["obj_embedding_from_the_llm"] = probe_targets(found["obj"], samples)
+    report["locator_top_cell_on_target"] = found.get("top_cell")
+    report["locator_pooled_image_tokens"] = probe_targets(found["pooled"], samples) if "pooled" in found else None
+    return report
 
 
 def main() -> None:
@@ -129,18 +138,16 @@ def main() -> None:
     started = time.time()
     model = AnyRefModel.from_pretrained(args.model).eval()
     samples = [s for s in split_samples("val", num=args.num) if len(s.targets) == 1]
-    scores, located, top_cell = obj_probes(model, samples)
     report = {"model": args.model, "commit": commit(), "machine": machine(), "split": "val", "seed": "split_samples",
               "samples": len(samples), "test_fraction": 0.3, "image_tokens": image_token_probe(model),
-              "obj_embedding": scores, "locator_top_cell_on_target": top_cell,
-              "locator_pooled_image_tokens": located,
-              "targets": {"colour_accuracy": 0.9, "shape_accuracy": 0.9, "centre_r2": 0.8}}
+              **obj_probes(model, samples), "targets": {"colour_accuracy": 0.9, "shape_accuracy": 0.9, "centre_r2": 0.8}}
     if args.snapshots:
         report["curve"] = []
         for folder in snapshots(args.snapshots):
             step = load_snapshot(model, folder)
-            scores, _, top_cell = obj_probes(model, samples)
-            report["curve"].append({"step": step, **scores, "locator_top_cell_on_target": top_cell})
+            probes = obj_probes(model, samples)
+            report["curve"].append({"step": step, **probes["obj_embedding"],
+                                    "locator_top_cell_on_target": probes["locator_top_cell_on_target"]})
             print(json.dumps(report["curve"][-1]), flush=True)
     report["wall_s"] = round(time.time() - started, 1)
     out = Path(args.out) if args.out else RESULTS / f"obj_probe_{Path(args.model).name}.json"

@@ -154,3 +154,33 @@ def test_top_cell_on_target_reads_the_highest_cell():
     masks[:, :4, :4] = 1  # both targets fill the top-left cell of a 2 x 2 grid
     logits = torch.tensor([[[5.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 5.0]]])
     assert top_cell_on_target(logits, masks).tolist() == [True, False]
+
+
+def test_locator_feedback_needs_the_locator():
+    with pytest.raises(AnyRefConfigError, match="turn locator on"):
+        AnyRefModel(preset("micro", locator_feedback=True))
+
+
+def test_locator_feedback_adds_the_pooled_tokens_and_trains_from_zero(located_model, samples):
+    """`ground` adds W (softmax(map) . tokens) to each `<obj>` embedding; W starts at zero (the plain locator's
+    masks exactly) and gets a gradient from the mask loss."""
+    torch.manual_seed(0)
+    fed = AnyRefModel(preset("micro", locator=True, locator_feedback=True)).eval()
+    missing, unexpected = fed.load_state_dict(located_model.state_dict(), strict=False)
+    assert not unexpected and set(missing) == {"found_value.weight", "found_value.bias"}
+    batch = collate(samples, fed.tokenizer, max_tokens=64)
+    with torch.no_grad():
+        assert torch.equal(fed(batch)["mask_logits"], located_model(batch)["mask_logits"])
+    tokens, embeddings = torch.randn(2, 4, 32), torch.randn(3, 32)  # (B, P, D), (N, D); micro: a 2 x 2 grid
+    queries = [ObjQuery(batch=b, query=0, start=0) for b in (0, 1, 1)]
+    with torch.no_grad():
+        fed.found_value.weight.copy_(torch.eye(32))
+        grounded, located = fed.ground(embeddings, tokens, queries)
+    pooled = torch.einsum("np,npd->nd", located.flatten(1).softmax(1), tokens[[0, 1, 1]])  # (N, D)
+    torch.testing.assert_close(grounded, embeddings + pooled + fed.found_value.bias)
+    with torch.no_grad():
+        fed.found_value.weight.zero_()
+    fed.train()
+    fed(batch)["loss"].backward()
+    fed.eval()
+    assert fed.found_value.weight.grad.abs().sum() > 0 and fed.found_value.weight.requires_grad
