@@ -16,6 +16,7 @@ from pathlib import Path
 from .config import PRESETS, RECIPES
 from .errors import AnyRefError, AnyRefInputError, AnyRefUsageError, AnyRefWarning
 from .formats.evaluate_cli import add_eval_parser  # `anyref eval`: ShapeScenes or --data FORMAT:ROOT
+from .pretrain.clip_mini import CLIPPretrainConfig
 from .train import TrainConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what --out may write (matplotlib's imsave, through Pillow for JPEG)
@@ -254,7 +255,7 @@ def _add_pretrain(sub) -> None:
     pre.add_argument("--resume", action="store_true", help="continue from the checkpoint in --run-dir")
     pre.add_argument("--region-steps", type=count, default=None,
                      help="CLIP-mini's second stage: steps of pairs + region term "
-                          "(default: the recipe's 2500; 0 with --steps)")
+                          f"(default: the recipe's {CLIPPretrainConfig.region_steps}; 0 with --steps)")
     pre.add_argument("--device", type=device, default="cpu",
                      help="where CLIP-mini trains (e.g. cuda); the others train on the CPU")
     pre.set_defaults(run=_pretrain)

@@ -65,9 +65,10 @@ class CLIPPretrainConfig:
     crop_fraction: float = 0.9  # share of scenes cut into object crops (the others are captioned whole)
     lr: float = 3e-3
     warmup_steps: int = 50
-    region_steps: int = 2500  # stage 2, pairs + region term, from stage 1's weights on its own schedule (0: none);
-    # conv stem: centre-patch shape probe 0.26 -> 0.78 over the first 1500 steps (research/results/clip_conv_curve.json;
-    # the patchify tower reached 0.49 in 4000, research/results/attempts/clip_region_stage_curve.json)
+    region_steps: int = 5000  # stage 2, pairs + region term, from stage 1's weights on its own schedule (0: none);
+    # conv stem: centre-patch shape probe 0.34 -> 0.85 over the first 1500 steps, 0.96-0.97 from 4000 (2500 steps
+    # ended at 0.85; research/results/attempts/clip_conv_region5k_curve.json; the patchify tower reached 0.49 in 4000,
+    # research/results/attempts/clip_region_stage_curve.json)
     region_pairs: int = 16  # image/caption pairs per stage-2 step (they keep the crops' zero-shot accuracy)
     region_scenes: int = 16  # whole scenes per stage-2 step whose patch tokens learn their objects' captions
     region_weight: float = 1.0
