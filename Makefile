@@ -27,7 +27,7 @@ benchmark: $(STAMP)  # re-measure the ingredients and re-train both shipped mode
 	$(BIN)/python scripts/benchmark_ingredients.py
 	cd research && ../$(BIN)/python probe_ingredients.py
 	$(BIN)/python scripts/benchmark_text_referring.py --preset mini --recipe full-llm --steps 15000 --minutes 180 \
-		--label "mini v3 (LLaVA-mini v3) + locator, full-LLM recipe, 15000-step schedule" \
+		--label "mini v4 (CLIP-mini region 5000, LLaVA-mini v4) + locator, full-LLM recipe, 15000-step schedule" \
 		--run-dir $(BUILD)/benchmark-text
 	cd research && ../$(BIN)/python probe_obj_embeddings.py --model ../data/models/anyref-mini-text \
 		--out ../data/results/obj_probes.json
@@ -43,8 +43,8 @@ benchmark: $(STAMP)  # re-measure the ingredients and re-train both shipped mode
 	$(BIN)/python scripts/results_table.py --write
 
 # The shipped mixture's fine-tunes from run $(1) to run $(2) (seed $(2)), raising two-source audio's share; the
-# last run swaps in data/ingredients/audio-mini (bound to mixtures too; the shipped runs 1-5 had its single-sound
-# predecessor, so from re-trained ingredients that swap changes nothing).
+# last run's --audio-from swaps in data/ingredients/audio-mini, the one runs 1-5 had already (an earlier mixture
+# swapped its single-sound predecessor out there).
 MIX_STEP = --init-from $(BUILD)/benchmark-tasks-$(1)-model --continues $(BUILD)/tasks-$(1).json --recipe full-llm \
 	--minutes 180 --seed $(2) --run-dir $(BUILD)/benchmark-tasks-$(2) --save-model $(BUILD)/benchmark-tasks-$(2)-model \
 	--out $(BUILD)/tasks-$(2).json
