@@ -146,7 +146,7 @@ class AnyRefConfig:
     locator: bool = False  # mini deviation (not the paper's): anyref.locator's map as SAM's dense prompt
     locator_weight: float = 1.0  # weight of the locator map's loss (when locator is on)
     locator_loss: str = "bce"  # "bce": each cell against its cover; "softmax": a ranking over cells (anyref.locator)
-    locator_feedback: bool = False  # mini lever (not the paper's): add what the locator found to `<obj>` before gamma
+    locator_feedback: bool = False  # mini deviation (not the paper's): what the locator found, added to `<obj>` for gamma
     max_text_tokens: int = 96
     max_new_tokens: int = 24
     tokenizer_path: str | None = None  # a local tokenizer folder; None builds the ShapeScenes word tokenizer
@@ -197,8 +197,8 @@ def _micro() -> AnyRefConfig:
 def _mini() -> AnyRefConfig:
     # The paper's recipe in miniature: pretrained CLIP-mini, LLaVA-mini and SAM-mini from data/ingredients, frozen
     # encoders, LoRA on the LLM, trainable token embeddings, mask decoder and gamma. The miniature's deviations: a conv
-    # stem and explicit grid positions in the vision tower, and the locator's map as SAM's dense prompt (README, "The
-    # miniature's deviations").
+    # stem and explicit grid positions in the vision tower, the locator's map as SAM's dense prompt, and what the map
+    # found fed back into gamma's input (README, "The miniature's deviations" 4 and 7).
     return AnyRefConfig(
         preset="mini",
         vision=VisionConfig(pretrained_path="data:ingredients/clip-mini",
@@ -209,6 +209,7 @@ def _mini() -> AnyRefConfig:
         audio=AudioConfig(checkpoint="data:ingredients/audio-mini"),
         tokenizer_path="data:ingredients/llava-mini/tokenizer",
         locator=True,
+        locator_feedback=True,
     )
 
 

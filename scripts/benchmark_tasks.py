@@ -82,6 +82,8 @@ def main() -> None:
     seed_everything(args.seed)
     locator = not args.no_locator
     changes = {"locator": locator} | ({} if args.locator_loss is None else {"locator_loss": args.locator_loss})
+    if not locator:
+        changes["locator_feedback"] = False  # it reads the locator's map
     model = (AnyRefModel(with_recipe(preset("mini", **changes), args.recipe)) if args.init_from is None
              else AnyRefModel.start_from(args.init_from, **changes))
     if args.audio_from:
@@ -100,6 +102,7 @@ def main() -> None:
         "commit": commit(), "machine": machine(), "torch_threads": torch.get_num_threads(),
         "train_wall_s": round(result.wall_s, 1), "train_steps": result.steps, "schedule_steps": args.steps,
         "recipe": args.recipe, "locator": locator, "locator_loss": model.config.locator_loss if locator else None,
+        "locator_feedback": model.config.locator_feedback,
         "init_from": args.init_from, "audio_from": args.audio_from, "seed": args.seed, "batch_size": args.batch_size,
         "lr": args.lr, "warmup_steps": args.warmup, "minutes_budget": args.minutes,
         "mixture": dict(mix), "eval_samples_per_task": args.eval_samples, "shots": args.shots,

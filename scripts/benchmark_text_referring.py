@@ -64,6 +64,8 @@ def main() -> None:
     seed_everything(args.seed)
     locator = not args.no_locator
     changes = {"locator": locator} | ({} if args.locator_loss is None else {"locator_loss": args.locator_loss})
+    if not locator:
+        changes["locator_feedback"] = False  # it reads the locator's map
     model = (AnyRefModel(with_recipe(preset(args.preset, prompt_distill_weight=args.prompt_distill, **changes),
                                      args.recipe)) if args.init_from is None
              else AnyRefModel.start_from(args.init_from, **changes))
@@ -83,6 +85,7 @@ def main() -> None:
         "recipe": args.recipe, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr, "warmup_steps": args.warmup,
         "schedule_steps": args.steps, "prompt_distill_weight": args.prompt_distill,
         "locator": locator, "locator_loss": model.config.locator_loss if locator else None,
+        "locator_feedback": model.config.locator_feedback,
         "init_from": args.init_from,
         "stop_after": args.stop_after, "minutes_budget": args.minutes,
         "eval_wall_s": round(time.perf_counter() - eval_began, 1), "eval": "greedy generation with KV cache",
