@@ -23,11 +23,14 @@ course: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-benchmark: $(STAMP)  # re-measure the ingredients and re-train both shipped models as they were (about 4.5 h on 2 cores)
+# `make benchmark` re-measures the ingredients and re-trains both shipped models on them (about 4.5 h on 2 cores). The
+# text model's run is the shipped one's; the shipped mixture was trained from the v3 ingredients without locator
+# feedback (data/results/tasks_mini.json), so its chain here, on today's ingredients and preset, is not yet measured.
+benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark_ingredients.py
 	cd research && ../$(BIN)/python probe_ingredients.py
 	$(BIN)/python scripts/benchmark_text_referring.py --preset mini --recipe full-llm --steps 15000 --minutes 180 \
-		--label "mini v4 (CLIP-mini region 5000, LLaVA-mini v4) + locator, full-LLM recipe, 15000-step schedule" \
+		--label "mini v4 (CLIP-mini region 5000, LLaVA-mini v4) + locator with feedback, full-LLM recipe, 15000-step schedule" \
 		--run-dir $(BUILD)/benchmark-text
 	cd research && ../$(BIN)/python probe_obj_embeddings.py --model ../data/models/anyref-mini-text \
 		--out ../data/results/obj_probes.json

@@ -81,15 +81,21 @@ def obj_rows() -> list[str]:
     if not probes:
         return []
     obj, goal = probes["obj_embedding"], probes["targets"]
+    llm = probes.get("obj_embedding_from_the_llm")  # present with locator feedback: gamma reads more than `<obj>`
+    which = f"γ's input, `<obj>` + what the locator found ({probes['samples']} samples)" if llm else \
+        f"{probes['samples']} samples"
     rows = ["| `<obj>` embedding of the shipped text model | measure (val, 30 % held out) | figure |", "|---|---|---|"]
     for key, what in (("colour_accuracy", "target's colour, probe accuracy"),
                       ("shape_accuracy", "target's shape, probe accuracy"), ("centre_r2", "target's centre, R²")):
-        rows.append(f"| {probes['samples']} samples | {what} | {mark(obj[key], goal[key])} |")
+        rows.append(f"| {which} | {what} | {mark(obj[key], goal[key])} |")
     for name in ("colour", "size"):  # the embedding holds what the words say: split by whether they say it
         if f"{name}_accuracy_when_named" in obj:
-            rows.append(f"| {probes['samples']} samples | target's {name}, when the expression names it "
+            rows.append(f"| {which} | target's {name}, when the expression names it "
                         f"({obj[f'{name}_share_named_in_expression']:.0%} of them) / when it does not | "
                         f"{obj[f'{name}_accuracy_when_named']:.3f} / {obj[f'{name}_accuracy_when_not_named']:.3f} |")
+    if llm:
+        rows.append(f"| the LLM's refocused `<obj>` alone | target's colour / centre R² | "
+                    f"{llm['colour_accuracy']:.3f} / {llm['centre_r2']:.3f} |")
     if probes.get("locator_top_cell_on_target") is not None:
         rows.append(f"| {probes['samples']} samples | the locator's top cell lies on the target (teacher-forced) | "
                     f"{probes['locator_top_cell_on_target']:.3f} |")
