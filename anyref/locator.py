@@ -82,6 +82,11 @@ def dense_prompt(sam, logits: torch.Tensor) -> torch.Tensor:
     return sam.prompt_encoder.mask_downscaling(mask_input)  # (N, C, h, w)
 
 
+def pooled_by_map(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """What a map found: each query's image tokens (N, P, D) averaged under the softmax of its map (N, side, side)."""
+    return torch.einsum("np,npd->nd", logits.flatten(1).softmax(1), tokens)  # (N, D)
+
+
 def zero_linear(size: int) -> nn.Linear:
     """A square linear map that starts at zero: added to an embedding, it changes nothing until it trains."""
     layer = nn.Linear(size, size)

@@ -14,7 +14,7 @@ from .data.words import build_word_tokenizer
 from .errors import AnyRefCheckpointError, AnyRefConfigError, AnyRefError, AnyRefInputError
 from .paths import resolve
 from .llm import add_lora, build_llama
-from .locator import LOCATOR_LOSSES, Locator, dense_prompt, locator_loss, zero_linear
+from .locator import LOCATOR_LOSSES, Locator, dense_prompt, locator_loss, pooled_by_map, zero_linear
 from .losses import anyref_loss
 from .prompt_distill import distill_loss
 from .referring import (AUD_REF_FEATURE, IMG_REF_FEATURE, Audio, Example, Region, check_box, check_example,
@@ -260,8 +260,7 @@ class AnyRefModel(nn.Module):
         located = self.locate(embeddings, tokens, queries)
         if self.found_value is None:
             return embeddings, located
-        weights = located.flatten(1).softmax(1)  # (N, P)
-        found = torch.einsum("np,npd->nd", weights, tokens[[q.batch for q in queries]])  # (N, D)
+        found = pooled_by_map(located, tokens[[q.batch for q in queries]])  # (N, D)
         return embeddings + self.found_value(found), located
 
     def masks_for(self, images: torch.Tensor, embeddings: torch.Tensor, queries: list[ObjQuery], *,

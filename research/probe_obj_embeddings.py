@@ -28,7 +28,7 @@ from anyref import AnyRefModel
 from anyref.batching import collate
 from anyref.data import make_scene, split_samples
 from anyref.data.shapescenes import grid_cell
-from anyref.locator import top_cell_on_target
+from anyref.locator import pooled_by_map, top_cell_on_target
 from anyref.paths import MIXTURE_MODEL_DIR
 from anyref.provenance import commit, machine
 from lab import RESULTS, load_snapshot, snapshots
@@ -49,8 +49,7 @@ def embeddings(model, samples, *, batch_size: int = 8) -> dict:
             if model.locator is not None:
                 tokens = model.image_tokens(batch.images)  # (B, P, D)
                 grounded, located = model.ground(result["obj_embeddings"], tokens, result["queries"])
-                weights = located.flatten(1).softmax(1)  # (N, P)
-                found["pooled"].append(torch.einsum("np,npd->nd", weights, tokens[[q.batch for q in result["queries"]]]))
+                found["pooled"].append(pooled_by_map(located, tokens[[q.batch for q in result["queries"]]]))
                 found["gamma_input"].append(grounded)
                 found["top_cell"].append(top_cell_on_target(located, torch.from_numpy(np.stack([s.mask for s in chunk]))))
     out = {name: torch.cat(parts).numpy() for name, parts in found.items() if parts}
